@@ -1,0 +1,1 @@
+"""Data access: connection pools, repositories over the three databases, and the schema."""

@@ -1,0 +1,65 @@
+"""Read access to interactions in engagement_db."""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+from uuid import UUID
+
+import numpy as np
+from psycopg_pool import ConnectionPool
+
+from database import binary_copy
+from database.records import Interaction
+
+
+class EngagementRepository:
+    """Users' interactions with media."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+
+    def histories_by_user_ids(self, user_ids: Sequence[UUID]) -> dict[UUID, list[Interaction]]:
+        """Every interaction of each requested user (users without any are absent)."""
+        histories: dict[UUID, list[Interaction]] = {}
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                """
+                SELECT user_id, media_id, type, interaction_value, "timestamp"
+                  FROM interaction
+                 WHERE user_id = ANY(%s)
+                """,
+                (list(user_ids),),
+            )
+            for user_id, media_id, kind, value, timestamp in rows:
+                histories.setdefault(user_id, []).append(Interaction(media_id, kind, value, timestamp))
+        return histories
+
+    def user_media_pairs(self, chunk_rows: int = 1_000_000) -> Iterator[np.ndarray]:
+        """Every (user, media) pair with interactions, ordered by user: for the refresh job.
+
+        Fields: user (V16), media (V16), disliked (bool), liked (bool), positive_value (float8,
+        the largest LIKE/WATCH value, 1 when absent, 0 when there is no LIKE/WATCH),
+        newest (timestamp, microseconds since 2000-01-01; 1970 when unknown), interactions (int8).
+        """
+        columns = [
+            ("user", "uuid"),
+            ("media", "uuid"),
+            ("disliked", "bool"),
+            ("liked", "bool"),
+            ("positive_value", "float8"),
+            ("newest", "timestamp"),
+            ("interactions", "int8"),
+        ]
+        query = """
+            SELECT user_id, media_id,
+                   bool_or(type = 'DISLIKE'),
+                   bool_or(type = 'LIKE'),
+                   coalesce(max(coalesce(interaction_value, 1)) FILTER (WHERE type IN ('LIKE', 'WATCH')), 0),
+                   coalesce(max("timestamp"), 'epoch'),
+                   count(*)
+              FROM interaction
+          GROUP BY user_id, media_id
+          ORDER BY user_id, media_id
+        """
+        with self._pool.connection() as conn:
+            yield from binary_copy.read_rows(conn, query, columns, chunk_rows=chunk_rows)

@@ -1,0 +1,65 @@
+"""One psycopg connection pool per database, opened inside the process that uses it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from ml_service.config import Settings
+
+
+@dataclass(frozen=True)
+class Pools:
+    """The pools the repositories borrow connections from; `model` may be `engagement` itself."""
+
+    user: ConnectionPool
+    catalog: ConnectionPool
+    engagement: ConnectionPool
+    model: ConnectionPool
+
+    def by_name(self) -> dict[str, ConnectionPool]:
+        """Pools keyed by database name, as /health/ready and logs report them."""
+        return {"user_db": self.user, "catalog_db": self.catalog, "engagement_db": self.engagement, "model_db": self.model}
+
+    def close(self) -> None:
+        """Close every distinct pool."""
+        for pool in {id(p): p for p in self.by_name().values()}.values():
+            pool.close()
+
+
+def open_pools(settings: Settings, connection_class: type[psycopg.Connection] = psycopg.Connection) -> Pools:
+    """Open the pools without waiting for the databases, so a worker starts even when one is down.
+
+    Gunicorn forks workers: libpq connections cannot cross a fork, so this must run in the
+    worker (the app is created there; gunicorn.conf.py does not preload it).
+    """
+    urls = settings.databases
+
+    def pool(name: str, url: str) -> ConnectionPool:
+        p = ConnectionPool(
+            url,
+            connection_class=connection_class,
+            name=name,
+            min_size=settings.pool_min_size,
+            max_size=settings.pool_max_size,
+            timeout=settings.pool_timeout,
+            # A connection broken by a database restart is detected and replaced before use.
+            check=ConnectionPool.check_connection,
+            kwargs={
+                "autocommit": True,
+                "application_name": "ml-service",
+                "connect_timeout": max(1, int(settings.pool_timeout)),
+                "options": f"-c statement_timeout={settings.statement_timeout_ms}",
+            },
+            open=False,
+        )
+        p.open(wait=False)
+        return p
+
+    user = pool("user_db", urls.user)
+    catalog = pool("catalog_db", urls.catalog)
+    engagement = pool("engagement_db", urls.engagement)
+    model = engagement if urls.model == urls.engagement else pool("model_db", urls.model)
+    return Pools(user=user, catalog=catalog, engagement=engagement, model=model)

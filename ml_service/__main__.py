@@ -1,0 +1,78 @@
+"""Command line: python -m ml_service {init-db, import-movielens, refresh, demo}."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+
+from ml_service.config import ConfigError, Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the process exit code."""
+    parser = argparse.ArgumentParser(prog="python -m ml_service", description="ml-service commands")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("init-db", help="create the tables and indexes that are missing (idempotent)")
+    importer = commands.add_parser("import-movielens", help="load a MovieLens directory (ratings.csv, movies.csv)")
+    importer.add_argument("directory", type=Path)
+    commands.add_parser("refresh", help="rebuild the neighbour table and popularity, publish them atomically")
+    demo = commands.add_parser("demo", help="embedded PostgreSQL + bundled MovieLens + Gunicorn on :5000")
+    demo.add_argument("--data", type=Path, default=Path("data/ml-latest-small"))
+    demo.add_argument("--pgdata", type=Path, default=Path(".demo/pgdata"))
+    demo.add_argument("--bind", default="127.0.0.1:5000")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    if args.command == "demo":
+        from ml_service.demo import run_demo
+
+        return run_demo(args.data, args.pgdata, args.bind)
+    try:
+        settings = Settings.from_env()
+    except ConfigError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
+    if args.command == "init-db":
+        from database.schema import apply_schema
+
+        for filename in apply_schema(settings.databases):
+            print(f"applied {filename}")
+    elif args.command == "import-movielens":
+        from services.movielens_import import import_movielens
+
+        summary = import_movielens(args.directory, settings.databases)
+        print(f"imported {summary.media} media, {summary.users} users, {summary.interactions} interactions")
+    elif args.command == "refresh":
+        version = run_refresh(settings)
+        print(f"published model version {version}")
+    return 0
+
+
+def run_refresh(settings: Settings, progress: bool = True) -> int:
+    """Build and publish a model with the databases in `settings`; returns its version."""
+    from database.catalog_repository import CatalogRepository
+    from database.engagement_repository import EngagementRepository
+    from database.model_repository import ModelRepository
+    from database.pools import open_pools
+    from services.refresh import refresh
+
+    # Offline work: no statement timeout (it reads every interaction).
+    pools = open_pools(dataclasses.replace(settings, statement_timeout_ms=0, pool_timeout=60.0))
+    try:
+        return refresh(
+            CatalogRepository(pools.catalog),
+            EngagementRepository(pools.engagement),
+            ModelRepository(pools.model),
+            neighbours_k=settings.neighbours_k,
+            half_life_days=settings.popularity_half_life_days,
+            progress=progress,
+        )
+    finally:
+        pools.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

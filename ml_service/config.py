@@ -1,0 +1,95 @@
+"""Settings: one frozen dataclass built from the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from typing import Mapping
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; raised at start-up with a message naming it."""
+
+
+@dataclass(frozen=True)
+class DatabaseUrls:
+    """Connection strings of the three source databases and of the model tables."""
+
+    user: str
+    catalog: str
+    engagement: str
+    # The derived tables (schema `ml`) live in engagement_db unless MODEL_DB_URL says otherwise.
+    model: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service, the refresh job and the importer read from the environment."""
+
+    databases: DatabaseUrls
+    # Pool sizing is per Gunicorn worker: each worker runs `threads` requests at once, and a
+    # request holds one connection at a time, so threads + 1 never makes a request wait.
+    pool_min_size: int = 1
+    pool_max_size: int = 4
+    # Seconds a request waits for a free connection before it is answered 503.
+    pool_timeout: float = 5.0
+    # Server-side cap on any statement the service runs on the request path (milliseconds).
+    statement_timeout_ms: int = 5000
+    content_weight: float = 0.4
+    collaborative_weight: float = 0.6
+    # Neighbours kept per media by the refresh job.
+    neighbours_k: int = 50
+    # Popularity counts a positive interaction with weight 0.5 ** (age / half-life), the age
+    # measured from the newest interaction in the data, not from the wall clock.
+    popularity_half_life_days: float = 365.0
+    # Seconds between a worker's checks for a newer model in the database.
+    model_reload_interval: float = 30.0
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        """Read the environment; raise ConfigError naming any missing or malformed variable."""
+        env = os.environ if env is None else env
+        missing = [name for name in ("USER_DB_URL", "CATALOG_DB_URL", "ENGAGEMENT_DB_URL") if not env.get(name)]
+        if missing:
+            raise ConfigError(f"missing required environment variable(s): {', '.join(missing)}")
+        databases = DatabaseUrls(
+            user=env["USER_DB_URL"],
+            catalog=env["CATALOG_DB_URL"],
+            engagement=env["ENGAGEMENT_DB_URL"],
+            model=env.get("MODEL_DB_URL") or env["ENGAGEMENT_DB_URL"],
+        )
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            if f.name == "databases":
+                continue
+            name = f.name.upper()
+            if name in env and env[name] != "":
+                values[f.name] = _parse(name, env[name], type(f.default))
+        settings = cls(databases=databases, **values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Reject values that would make the service misbehave later rather than at start-up."""
+        if not 1 <= self.pool_min_size <= self.pool_max_size:
+            raise ConfigError("need 1 <= POOL_MIN_SIZE <= POOL_MAX_SIZE")
+        if self.content_weight < 0 or self.collaborative_weight < 0:
+            raise ConfigError("CONTENT_WEIGHT and COLLABORATIVE_WEIGHT must be >= 0")
+        if self.neighbours_k < 1:
+            raise ConfigError("NEIGHBOURS_K must be >= 1")
+        if self.popularity_half_life_days <= 0:
+            raise ConfigError("POPULARITY_HALF_LIFE_DAYS must be > 0")
+
+
+def _parse(name: str, raw: str, kind: type) -> object:
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
+
+
+# Names of the environment variables Settings reads, for docs and checks.
+SETTING_NAMES = ["USER_DB_URL", "CATALOG_DB_URL", "ENGAGEMENT_DB_URL", "MODEL_DB_URL"] + [
+    f.name.upper() for f in fields(Settings) if f.name != "databases"
+]

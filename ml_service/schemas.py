@@ -1,0 +1,100 @@
+"""Marshmallow schemas of every request and response."""
+
+from __future__ import annotations
+
+from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
+
+MAX_LIMIT = 100
+MAX_OFFSET = 1000
+MAX_BATCH_USERS = 50
+
+_limit = dict(load_default=10, validate=validate.Range(1, MAX_LIMIT), metadata={"description": "Items per user (1-100)."})
+_offset = dict(load_default=0, validate=validate.Range(0, MAX_OFFSET), metadata={"description": "Items to skip (0-1000)."})
+
+
+class SingleRequestSchema(Schema):
+    """Path and query of GET /api/recommendations/<user_id>."""
+
+    class Meta:
+        unknown = EXCLUDE  # extra query parameters (cache busters, tracking) are ignored
+
+    user_id = fields.UUID(required=True)
+    limit = fields.Integer(**_limit)
+    offset = fields.Integer(**_offset)
+
+
+class BatchRequestSchema(Schema):
+    """Body of POST /api/recommendations/batch."""
+
+    class Meta:
+        unknown = RAISE  # a misspelt field is an error, not silently ignored
+
+    user_ids = fields.List(
+        fields.UUID(),
+        required=True,
+        validate=validate.Length(1, MAX_BATCH_USERS, error="user_ids must hold between {min} and {max} ids"),
+    )
+    limit = fields.Integer(strict=True, **_limit)
+    offset = fields.Integer(strict=True, **_offset)
+
+
+class RecommendationItemSchema(Schema):
+    """One recommended media."""
+
+    media_id = fields.UUID(attribute="media.id")
+    title = fields.String(attribute="media.title")
+    media_type = fields.String(attribute="media.media_type")
+    release_year = fields.Integer(attribute="media.release_year", allow_none=True)
+    cover_url = fields.String(attribute="media.cover_url", allow_none=True)
+    genres = fields.List(fields.String(), attribute="media.genres")
+    score = fields.Float(metadata={"description": "content_weight × content + collaborative_weight × collaborative."})
+    content_score = fields.Float(metadata={"description": "Share of the user's preferred genres the media has."})
+    collaborative_score = fields.Float(metadata={"description": "Co-interaction score, scaled to [0, 1] per user."})
+    source = fields.String(validate=validate.OneOf(["hybrid", "popular"]))
+
+
+class RecommendationsSchema(Schema):
+    """A page of recommendations for one user."""
+
+    user_id = fields.UUID()
+    recommendations = fields.List(fields.Nested(RecommendationItemSchema), attribute="items")
+    count = fields.Integer()
+    limit = fields.Integer()
+    offset = fields.Integer()
+
+
+class BatchResponseSchema(Schema):
+    """Recommendations for several users, keyed by user id."""
+
+    results = fields.Dict(keys=fields.String(), values=fields.Nested(RecommendationsSchema))
+    total_users = fields.Integer()
+
+
+class HealthSchema(Schema):
+    """Liveness: the process answers (no database is touched)."""
+
+    status = fields.String()
+    service = fields.String()
+    version = fields.String()
+
+
+class ReadinessSchema(Schema):
+    """Readiness: every database answers and a model is loaded."""
+
+    status = fields.String(validate=validate.OneOf(["ready", "unavailable"]))
+    checks = fields.Dict(keys=fields.String(), values=fields.String())
+    model = fields.Dict(allow_none=True)
+
+
+class ErrorBodySchema(Schema):
+    """The error object."""
+
+    code = fields.String()
+    message = fields.String()
+    details = fields.Dict(required=False)
+
+
+class ErrorSchema(Schema):
+    """Every error response."""
+
+    error = fields.Nested(ErrorBodySchema)

@@ -1,0 +1,1 @@
+"""Recommendation logic (scoring, the service) and the offline jobs (refresh, import)."""

@@ -1,0 +1,22 @@
+"""Errors the service raises; the API turns each into a JSON error with its status and code."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """An error a client can be told about: HTTP status, a stable code and a safe message."""
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+class ModelUnavailable(ServiceError):
+    """No recommendation model has been built yet, or it cannot be loaded."""
+
+    status = 503
+    code = "model_unavailable"

@@ -1,0 +1,168 @@
+"""The refresh job: rebuild the co-interaction neighbours and popularity, then publish them atomically."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+import scipy.sparse as sp
+from tqdm import tqdm
+
+from database.catalog_repository import CatalogRepository
+from database.engagement_repository import EngagementRepository
+from database.model_repository import ModelRepository, NewModel
+
+log = logging.getLogger(__name__)
+
+POSTGRES_EPOCH = datetime(2000, 1, 1)
+MICROSECONDS_PER_DAY = 86_400 * 1_000_000
+# Memory for one block of the dense similarity rows computed at a time (float32 cells).
+SIMILARITY_BLOCK_CELLS = 32_000_000
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """Every (user, media) pair with interactions, in dense indices, as the build needs them."""
+
+    user: np.ndarray  # int32 user number
+    media: np.ndarray  # int32 model media index
+    positive: np.ndarray  # bool: engaged positively (LIKE/WATCH) and never disliked
+    newest: np.ndarray  # int64 microseconds since 2000-01-01
+    users_count: int
+    interactions_count: int
+
+
+def refresh(
+    catalog: CatalogRepository,
+    engagement: EngagementRepository,
+    models: ModelRepository,
+    neighbours_k: int,
+    half_life_days: float,
+    progress: bool = True,
+) -> int:
+    """Build a model from the current databases and publish it; returns its version."""
+    started = time.perf_counter()
+    media_ids, genres = catalog.live_media_genres()
+    interactions = read_interactions(engagement, media_ids, progress)
+    popularity = popularity_scores(interactions, len(media_ids), half_life_days)
+    nb_media, nb_idx, nb_sim = cosine_neighbours(interactions, len(media_ids), neighbours_k, progress)
+    newest = int(interactions.newest.max()) if len(interactions.newest) else None
+    model = NewModel(
+        media_ids=media_ids,
+        popularity=popularity,
+        media_genres=[genres.get(raw, ()) for raw in media_ids.tolist()],
+        neighbour_media=nb_media,
+        neighbour_idx=nb_idx,
+        neighbour_similarity=nb_sim,
+        interactions_count=interactions.interactions_count,
+        users_count=interactions.users_count,
+        newest_interaction=None if newest is None else POSTGRES_EPOCH + timedelta(microseconds=newest),
+        build_seconds=time.perf_counter() - started,
+    )
+    version = models.publish(model)
+    log.info(
+        "model %s published: %s media, %s neighbour pairs, %s interactions, %.1f s",
+        version, len(media_ids), len(nb_idx), interactions.interactions_count, model.build_seconds,
+    )
+    return version
+
+
+def read_interactions(engagement: EngagementRepository, media_ids: np.ndarray, progress: bool = True) -> Interactions:
+    """Stream every (user, media) pair from engagement_db into dense arrays.
+
+    Pairs arrive ordered by user, so users are numbered by counting changes of user id;
+    media unknown to the catalog (or deleted) are dropped.
+    """
+    users, media, positive, newest = [], [], [], []
+    users_count = 0
+    interactions_count = 0
+    previous_user = None
+    bar = tqdm(desc="reading interactions", unit=" pairs", unit_scale=True, disable=not progress)
+    for rows in engagement.user_media_pairs():
+        bar.update(len(rows))
+        interactions_count += int(rows["interactions"].sum())
+        user_raw = rows["user"]
+        changes = np.empty(len(rows), dtype=bool)
+        changes[0] = previous_user is None or user_raw[0] != previous_user
+        changes[1:] = user_raw[1:] != user_raw[:-1]
+        user_numbers = users_count - 1 + np.cumsum(changes)
+        users_count = int(user_numbers[-1]) + 1
+        previous_user = user_raw[-1]
+        if len(media_ids) == 0:
+            continue
+        idx = np.minimum(np.searchsorted(media_ids, rows["media"]), len(media_ids) - 1)
+        known = media_ids[idx] == rows["media"]
+        users.append(user_numbers[known].astype(np.int32))
+        media.append(idx[known].astype(np.int32))
+        positive.append((~rows["disliked"] & (rows["positive_value"] > 0))[known])
+        newest.append(rows["newest"][known].astype(np.int64))
+    bar.close()
+
+    def joined(parts: list[np.ndarray], dtype: str) -> np.ndarray:
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+
+    return Interactions(
+        user=joined(users, "int32"),
+        media=joined(media, "int32"),
+        positive=joined(positive, "bool"),
+        newest=joined(newest, "int64"),
+        users_count=users_count,
+        interactions_count=interactions_count,
+    )
+
+
+def popularity_scores(interactions: Interactions, media_count: int, half_life_days: float) -> np.ndarray:
+    """Time-decayed count of positive engagements per media (the newest one counts 1)."""
+    positive = interactions.positive
+    if not positive.any():
+        return np.zeros(media_count, dtype=np.float32)
+    newest = interactions.newest[positive]
+    age_days = (newest.max() - newest) / MICROSECONDS_PER_DAY
+    decay = np.power(0.5, age_days / half_life_days)
+    return np.bincount(interactions.media[positive], weights=decay, minlength=media_count).astype(np.float32)
+
+
+def cosine_neighbours(
+    interactions: Interactions, media_count: int, k: int, progress: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top-k neighbours of every media by cosine similarity of their sets of positive users.
+
+    similarity(i, j) = |users(i) ∩ users(j)| / sqrt(|users(i)| · |users(j)|). Returns three
+    aligned arrays (media, neighbour, similarity), only pairs with similarity > 0.
+    """
+    positive = interactions.positive
+    users = interactions.user[positive]
+    media = interactions.media[positive]
+    empty = (np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float32))
+    if len(users) == 0 or media_count == 0:
+        return empty
+    matrix = sp.csr_matrix(
+        (np.ones(len(users), dtype=np.float32), (users, media)),
+        shape=(interactions.users_count, media_count),
+    )
+    matrix.sum_duplicates()
+    matrix.data[:] = 1.0
+    by_media = matrix.T.tocsr()
+    norms = np.sqrt(np.diff(by_media.indptr).astype(np.float32))
+    inverse_norms = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+    block = max(1, SIMILARITY_BLOCK_CELLS // media_count)
+    out_media, out_idx, out_sim = [], [], []
+    keep = min(k, media_count - 1)
+    if keep <= 0:
+        return empty
+    for start in tqdm(range(0, media_count, block), desc="building neighbours", unit=" blocks", disable=not progress):
+        stop = min(start + block, media_count)
+        counts = (by_media[start:stop] @ matrix).toarray()
+        similarity = counts * inverse_norms[start:stop, None] * inverse_norms[None, :]
+        rows = np.arange(stop - start)
+        similarity[rows, rows + start] = 0.0  # a media is not its own neighbour
+        top = np.argpartition(-similarity, keep - 1, axis=1)[:, :keep]
+        top_sim = np.take_along_axis(similarity, top, axis=1)
+        nonzero = top_sim > 0
+        out_media.append(np.repeat(np.arange(start, stop, dtype=np.int32), keep).reshape(-1, keep)[nonzero])
+        out_idx.append(top[nonzero].astype(np.int32))
+        out_sim.append(top_sim[nonzero].astype(np.float32))
+    return np.concatenate(out_media), np.concatenate(out_idx), np.concatenate(out_sim)

@@ -1,0 +1,159 @@
+"""Fixtures: a real PostgreSQL server, throwaway databases with the schema, and MovieLens data.
+
+The server is the embedded PostgreSQL 16 of the `pgserver` wheel, started once per test run
+in a temporary directory, or the server at TEST_ADMIN_DB_URL (a URL whose user may create
+databases) when that is set.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from database.schema import apply_schema
+from ml_service.config import DatabaseUrls, Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+MOVIELENS_DIR = ROOT / "data" / "ml-latest-small"
+_names = itertools.count()
+
+
+class Server:
+    """A PostgreSQL server the tests may create and drop databases in."""
+
+    def __init__(self, admin_url: str, url_for) -> None:
+        self.admin_url = admin_url
+        self.url_for = url_for  # database name -> URL
+
+    def create_database(self, name: str, template: str | None = None) -> str:
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+            if template:
+                statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+            conn.execute(statement)
+        return self.url_for(name)
+
+    def drop_database(self, name: str) -> None:
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+    def create_urls(self, prefix: str, template_prefix: str | None = None) -> DatabaseUrls:
+        """Three new databases named prefix_user, prefix_catalog, prefix_engagement."""
+        urls = {
+            part: self.create_database(f"{prefix}_{part}", f"{template_prefix}_{part}" if template_prefix else None)
+            for part in ("user", "catalog", "engagement")
+        }
+        return DatabaseUrls(user=urls["user"], catalog=urls["catalog"], engagement=urls["engagement"], model=urls["engagement"])
+
+    def drop_urls(self, prefix: str) -> None:
+        for part in ("user", "catalog", "engagement"):
+            self.drop_database(f"{prefix}_{part}")
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory) -> Server:
+    """The PostgreSQL server of this test run."""
+    admin_url = os.environ.get("TEST_ADMIN_DB_URL")
+    if admin_url:
+        yield Server(admin_url, lambda name: psycopg.conninfo.make_conninfo(admin_url, dbname=name))
+        return
+    from database.embedded import start_embedded
+
+    server = start_embedded(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+    yield Server(server.get_uri(), server.get_uri)
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def schema_template(pg_server: Server) -> str:
+    """Prefix of three template databases that hold the schema and no rows."""
+    prefix = f"tmpl_{os.getpid()}"
+    urls = pg_server.create_urls(prefix)
+    apply_schema(urls)
+    yield prefix
+    pg_server.drop_urls(prefix)
+
+
+@pytest.fixture
+def db_urls(pg_server: Server, schema_template: str) -> DatabaseUrls:
+    """Three empty databases with the schema, dropped after the test."""
+    prefix = f"t{os.getpid()}_{next(_names)}"
+    urls = pg_server.create_urls(prefix, schema_template)
+    yield urls
+    pg_server.drop_urls(prefix)
+
+
+def settings_for(urls: DatabaseUrls, **overrides) -> Settings:
+    """Settings pointing at `urls`, with test-friendly defaults."""
+    values = {"pool_timeout": 5.0, "model_reload_interval": 3600.0, **overrides}
+    return Settings(databases=urls, **values)
+
+
+@pytest.fixture(scope="session")
+def movielens_urls(pg_server: Server, schema_template: str) -> DatabaseUrls:
+    """The bundled ml-latest-small imported and refreshed once per run; tests must not write to it."""
+    from ml_service.__main__ import run_refresh
+    from services.movielens_import import import_movielens
+
+    prefix = f"movielens_{os.getpid()}"
+    urls = pg_server.create_urls(prefix, schema_template)
+    import_movielens(MOVIELENS_DIR, urls, progress=False)
+    run_refresh(settings_for(urls), progress=False)
+    yield urls
+    pg_server.drop_urls(prefix)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def database_env(urls: DatabaseUrls) -> dict[str, str]:
+    """The environment variables naming `urls`."""
+    return {
+        "USER_DB_URL": urls.user,
+        "CATALOG_DB_URL": urls.catalog,
+        "ENGAGEMENT_DB_URL": urls.engagement,
+        "MODEL_DB_URL": urls.model,
+    }
+
+
+def wait_for_http(url: str, process: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
+    """Poll `url` until it answers 200; fail with the process log if it dies or times out."""
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"process exited with {process.returncode} before {url} answered:\n{log.read_text()}")
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    pytest.fail(f"{url} did not answer 200 within {timeout} s:\n{log.read_text()}")
+
+
+def start_gunicorn(urls: DatabaseUrls, port: int, log: Path, **env) -> subprocess.Popen:
+    """Gunicorn with the production config file, serving `urls` on 127.0.0.1:`port`; output to `log`."""
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "ml_service" / "gunicorn.conf.py")],
+            cwd=ROOT,
+            env={**os.environ, **database_env(urls), "BIND": f"127.0.0.1:{port}", **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )

@@ -1,0 +1,63 @@
+"""A batch of 50 users costs the same statements as one user: one per source database."""
+
+import collections
+import threading
+
+import psycopg
+import pytest
+
+from database.pools import open_pools
+from ml_service.app import build_runtime
+from services.movielens_import import user_uuid
+from tests.conftest import settings_for
+
+STATEMENTS: collections.Counter = collections.Counter()
+_lock = threading.Lock()
+
+
+class CountingCursor(psycopg.Cursor):
+    """Counts every statement and COPY it sends, per database."""
+
+    def _count(self) -> None:
+        with _lock:
+            STATEMENTS[self.connection.info.dbname] += 1
+
+    def execute(self, query, *args, **kwargs):
+        if query != "":  # the pool's connection check sends an empty query: not a statement
+            self._count()
+        return super().execute(query, *args, **kwargs)
+
+    def copy(self, *args, **kwargs):
+        self._count()
+        return super().copy(*args, **kwargs)
+
+
+class CountingConnection(psycopg.Connection):
+    """A connection whose cursors (also behind Connection.execute) count statements."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.cursor_factory = CountingCursor
+
+
+@pytest.fixture
+def runtime(movielens_urls):
+    settings = settings_for(movielens_urls)
+    runtime = build_runtime(settings, open_pools(settings, connection_class=CountingConnection))
+    runtime.models.current()  # the model is loaded once per worker, not per request
+    yield runtime
+    runtime.close()
+
+
+def statements_for(runtime, user_ids, limit=10):
+    STATEMENTS.clear()
+    results = runtime.recommender.recommend_many(user_ids, limit)
+    assert all(r.count == limit for r in results.values())
+    return dict(STATEMENTS)
+
+
+def test_fifty_users_issue_the_same_statements_as_one(runtime):
+    one = statements_for(runtime, [user_uuid(1)])
+    fifty = statements_for(runtime, [user_uuid(i) for i in range(1, 51)])
+    assert one == fifty
+    assert sum(one.values()) == 3 and len(one) == 3  # user_db, engagement_db, catalog_db: one each

@@ -1,0 +1,103 @@
+"""Repositories against real PostgreSQL."""
+
+import numpy as np
+import psycopg
+import pytest
+from psycopg import sql
+
+from database import binary_copy
+from database.catalog_repository import CatalogRepository
+from database.engagement_repository import EngagementRepository
+from database.pools import open_pools
+from database.user_repository import UserRepository
+from tests.conftest import settings_for
+from tests.db.helpers import add_interactions, add_media, add_user, new_id
+
+
+@pytest.fixture
+def pools(db_urls):
+    pools = open_pools(settings_for(db_urls))
+    yield pools
+    pools.close()
+
+
+def test_profiles_tell_known_from_unknown_users_and_carry_genres(db_urls, pools):
+    known, without_genres, unknown = new_id(), new_id(), new_id()
+    add_user(db_urls, known, ["Drama", "Comedy"])
+    add_user(db_urls, without_genres)
+    profiles = UserRepository(pools.user).profiles_by_ids([known, without_genres, unknown])
+    assert profiles[known].exists and profiles[known].genres == {"Drama", "Comedy"}
+    assert profiles[without_genres].exists and profiles[without_genres].genres == frozenset()
+    assert not profiles[unknown].exists and profiles[unknown].genres == frozenset()
+
+
+def test_media_by_ids_skips_deleted_and_unknown_media(db_urls, pools):
+    live, deleted, unknown = new_id(), new_id(), new_id()
+    add_media(db_urls, live, "Live", ["Drama", "Action"])
+    add_media(db_urls, deleted, "Gone", ["Drama"], deleted=True)
+    media = CatalogRepository(pools.catalog).media_by_ids([live, deleted, unknown])
+    assert list(media) == [live]
+    assert media[live].title == "Live" and media[live].genres == ("Action", "Drama")
+    assert media[live].cover_url.endswith(".jpg") and media[live].release_year == 2000
+
+
+def test_live_media_genres_lists_every_live_media_sorted(db_urls, pools):
+    ids = [new_id() for _ in range(3)]
+    add_media(db_urls, ids[0], genres=["Drama"])
+    add_media(db_urls, ids[1])
+    add_media(db_urls, ids[2], genres=["Drama"], deleted=True)
+    media_ids, genres = CatalogRepository(pools.catalog).live_media_genres()
+    assert media_ids.tolist() == sorted(i.bytes for i in ids[:2])
+    assert genres == {ids[0].bytes: ["Drama"]}
+
+
+def test_histories_hold_only_the_requested_users(db_urls, pools):
+    a, b, c, m = new_id(), new_id(), new_id(), new_id()
+    add_interactions(db_urls, [(a, m, "WATCH", 4.0), (a, m, "LIKE", None), (b, m, "DISLIKE", 1.0), (c, m, "WATCH", 1.0)])
+    histories = EngagementRepository(pools.engagement).histories_by_user_ids([a, b, new_id()])
+    assert sorted((i.type, i.value) for i in histories[a]) == [("LIKE", None), ("WATCH", 4.0)]
+    assert [i.type for i in histories[b]] == ["DISLIKE"]
+    assert set(histories) == {a, b}
+
+
+def test_user_media_pairs_aggregate_per_user_and_media(db_urls, pools):
+    a, b, m1, m2 = new_id(), new_id(), new_id(), new_id()
+    add_interactions(
+        db_urls,
+        [(a, m1, "WATCH", 3.0, 1), (a, m1, "LIKE", 5.0, 2), (a, m2, "DISLIKE", 1.0, 3), (b, m1, "WATCH", None, 4)],
+    )
+    rows = np.concatenate(list(EngagementRepository(pools.engagement).user_media_pairs(chunk_rows=1)))
+    got = {(bytes(r["user"]), bytes(r["media"])): (bool(r["disliked"]), bool(r["liked"]), float(r["positive_value"]), int(r["interactions"])) for r in rows}
+    assert got == {
+        (a.bytes, m1.bytes): (False, True, 5.0, 2),
+        (a.bytes, m2.bytes): (True, False, 0.0, 1),
+        (b.bytes, m1.bytes): (False, False, 1.0, 1),
+    }
+    assert rows["user"].tolist() == sorted(rows["user"].tolist())
+
+
+def test_binary_copy_round_trips_fixed_width_rows(db_urls):
+    columns = [("a", "int4"), ("b", "float8"), ("c", "uuid"), ("d", "bool"), ("e", "int8")]
+    ids = [new_id() for _ in range(1000)]
+    arrays = [
+        np.arange(1000, dtype=np.int32),
+        np.linspace(0, 1, 1000),
+        np.frombuffer(b"".join(i.bytes for i in ids), dtype="V16"),
+        np.arange(1000) % 2 == 0,
+        np.arange(1000, dtype=np.int64) * 10**12,
+    ]
+    with psycopg.connect(db_urls.engagement) as conn:
+        conn.execute("CREATE TEMP TABLE t (a int, b float8, c uuid, d bool, e bigint)")
+        assert binary_copy.write_rows(conn, sql.Identifier("t"), columns, arrays, chunk_rows=300) == 1000
+        assert conn.execute("SELECT c FROM t WHERE a = 7").fetchone()[0] == ids[7]
+        chunks = list(binary_copy.read_rows(conn, "SELECT a, b, c, d, e FROM t ORDER BY a", columns, chunk_rows=100))
+        assert len(chunks) > 1
+        rows = np.concatenate(chunks)
+        for (name, _), values in zip(columns, arrays):
+            assert (rows[name] == values).all()
+
+
+def test_binary_copy_refuses_null_values(db_urls):
+    with psycopg.connect(db_urls.engagement) as conn:
+        with pytest.raises(ValueError, match="fixed width|NULL"):
+            binary_copy.read_all(conn, "SELECT NULL::int4 UNION ALL SELECT 1", [("a", "int4")])
