@@ -4,9 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test bench bench-25m clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-bench.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
@@ -20,5 +20,14 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest
 
+# Load benchmark on the bundled ml-latest-small (embedded PostgreSQL in .bench/); writes bench/RESULTS.md.
+bench: setup
+	$(BIN)/python -m bench.run --data movielens $(BENCH_ARGS)
+
+# The same at MovieLens-25M size (synthetic; generated once into BENCH_PGDATA, ~10 minutes).
+BENCH_PGDATA ?= ../bench-data/pg
+bench-25m: setup
+	$(BIN)/python -m bench.run --data synthetic --pgdata $(BENCH_PGDATA) $(BENCH_ARGS)
+
 clean:
-	rm -rf $(VENV) .demo .pytest_cache
+	rm -rf $(VENV) .demo .bench .pytest_cache

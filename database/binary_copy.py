@@ -31,6 +31,9 @@ PG_TYPES = {
     # microseconds since 2000-01-01 00:00:00
     "timestamp": np.dtype(">i8"),
 }
+# Writing only: "text" columns take the width of their numpy bytes array (dtype "S<n>"), and
+# every value must be exactly n bytes long (e.g. one COPY per interaction type).
+VARIABLE_TYPES = {"text"}
 
 
 def row_dtype(columns: Sequence[tuple[str, str]]) -> np.dtype:
@@ -106,10 +109,17 @@ def write_rows(
     chunk_rows: int = 1_000_000,
 ) -> int:
     """COPY equally long arrays, one per column, into `table` in binary; returns the row count."""
-    dtype = row_dtype(columns)
     count = len(arrays[0]) if arrays else 0
     if any(len(a) != count for a in arrays):
         raise ValueError("all column arrays must have the same length")
+    widths = {}
+    for (name, pg_type), values in zip(columns, arrays):
+        if pg_type in VARIABLE_TYPES:
+            values = np.asarray(values)
+            if values.dtype.kind != "S" or (count and (np.char.str_len(values) != values.dtype.itemsize).any()):
+                raise ValueError(f"column {name!r}: text values must be bytes of one fixed length")
+            widths[name] = values.dtype
+    dtype = _write_dtype(columns, widths)
     names = sql.SQL(", ").join(sql.Identifier(name) for name, _ in columns)
     statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(table, names)
     with conn.cursor() as cur, cur.copy(statement) as copy:
@@ -119,11 +129,19 @@ def write_rows(
             rows = np.empty(stop - start, dtype=dtype)
             rows["_ncols"] = len(columns)
             for (name, pg_type), values in zip(columns, arrays):
-                rows[f"_len_{name}"] = PG_TYPES[pg_type].itemsize
+                rows[f"_len_{name}"] = dtype[name].itemsize
                 rows[name] = values[start:stop]
             copy.write(rows.tobytes())
         copy.write(TRAILER)
     return count
+
+
+def _write_dtype(columns: Sequence[tuple[str, str]], widths: dict[str, np.dtype]) -> np.dtype:
+    parts: list[tuple[str, np.dtype]] = [("_ncols", np.dtype(">i2"))]
+    for name, pg_type in columns:
+        parts.append((f"_len_{name}", np.dtype(">i4")))
+        parts.append((name, widths[name] if pg_type in VARIABLE_TYPES else PG_TYPES[pg_type]))
+    return np.dtype(parts)
 
 
 def _header_length(buffer: bytearray) -> int:

@@ -1,4 +1,4 @@
-"""Command line: python -m ml_service {init-db, import-movielens, refresh, demo}."""
+"""Command line: python -m ml_service {init-db, import-movielens, generate-synthetic, refresh, demo}."""
 
 from __future__ import annotations
 
@@ -18,6 +18,12 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("init-db", help="create the tables and indexes that are missing (idempotent)")
     importer = commands.add_parser("import-movielens", help="load a MovieLens directory (ratings.csv, movies.csv)")
     importer.add_argument("directory", type=Path)
+    synthetic = commands.add_parser("generate-synthetic", help="write a synthetic data set (MovieLens-25M size by default)")
+    synthetic.add_argument("--users", type=int, default=162_000)
+    synthetic.add_argument("--media", type=int, default=59_000)
+    synthetic.add_argument("--interactions", type=int, default=25_000_000)
+    synthetic.add_argument("--seed", type=int, default=0)
+    synthetic.add_argument("--replace", action="store_true", help="empty the tables first instead of refusing")
     commands.add_parser("refresh", help="rebuild the neighbour table and popularity, publish them atomically")
     demo = commands.add_parser("demo", help="embedded PostgreSQL + bundled MovieLens + Gunicorn on :5000")
     demo.add_argument("--data", type=Path, default=Path("data/ml-latest-small"))
@@ -45,6 +51,20 @@ def main(argv: list[str] | None = None) -> int:
 
         summary = import_movielens(args.directory, settings.databases)
         print(f"imported {summary.media} media, {summary.users} users, {summary.interactions} interactions")
+    elif args.command == "generate-synthetic":
+        from services.synthetic import generate_synthetic
+
+        try:
+            summary = generate_synthetic(
+                settings.databases, args.users, args.media, args.interactions, args.seed, replace=args.replace
+            )
+        except ValueError as error:
+            print(f"generate-synthetic: {error}", file=sys.stderr)
+            return 2
+        print(
+            f"generated {summary.media} media, {summary.users} users, {summary.interactions} interactions "
+            f"({summary.pairs} user-media pairs)"
+        )
     elif args.command == "refresh":
         version = run_refresh(settings)
         print(f"published model version {version}")

@@ -1,0 +1,291 @@
+"""One-command load benchmark: `python -m bench.run [options]` (see `make bench`).
+
+1. Finds the databases: the *_DB_URL environment variables, or an embedded PostgreSQL in
+   --pgdata (started and left running, so a large data set is generated once).
+2. Loads data if the databases are empty (--data movielens: the bundled ml-latest-small;
+   --data synthetic: `generate-synthetic` with --users/--media/--interactions) and runs the
+   refresh if no model is published.
+3. Starts Gunicorn with the production config (ml_service/gunicorn.conf.py) serving
+   bench.reference_wsgi:app (the production app plus the original design's live SQL query).
+4. Drives it from a separate process (bench.load, asyncio + aiohttp) with a fixed number of
+   connections, one scenario after the other: GET /health (the ceiling), single-user GET with
+   random real user ids, batch POST of 50 random users, and the live SQL reference.
+5. Reads each worker's RSS and writes the report (--output, default bench/RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+GUNICORN_CONFIG = ROOT / "ml_service" / "gunicorn.conf.py"
+MOVIELENS_DIR = ROOT / "data" / "ml-latest-small"
+SCENARIO_NAMES = {
+    "health": "GET /health (ceiling: no database work)",
+    "single": "GET /api/recommendations/<id> (1 random user)",
+    "batch": "POST /api/recommendations/batch (50 random users)",
+    "live_sql": "original design: live co-interaction SQL (1 user)",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and write the report; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--pgdata", type=Path, default=ROOT / ".bench" / "pgdata",
+                        help="embedded PostgreSQL directory, used unless USER_DB_URL is set")
+    parser.add_argument("--data", choices=("movielens", "synthetic"), default="movielens",
+                        help="what to load when the databases are empty")
+    parser.add_argument("--users", type=int, default=162_000)
+    parser.add_argument("--media", type=int, default=59_000)
+    parser.add_argument("--interactions", type=int, default=25_000_000)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per scenario")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of unrecorded load before each scenario")
+    parser.add_argument("--live-sql-requests", type=int, default=16,
+                        help="requests of the (slow) live SQL reference; it stops at --duration too")
+    parser.add_argument("--port", type=int, default=0, help="0: a free port")
+    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    urls, server = _databases(args.pgdata)
+    _ensure_data(urls, args)
+    size = _data_size(urls)
+    ids = _user_ids(urls, args.seed)
+    port = args.port or _free_port()
+    with tempfile.TemporaryDirectory(prefix="ml-bench-") as tmp:
+        ids_file = Path(tmp) / "ids.txt"
+        ids_file.write_text("\n".join(ids))
+        log = Path(tmp) / "gunicorn.log"
+        gunicorn = _start_gunicorn(urls, port, args, log)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            _wait_ready(base, gunicorn, log)
+            results = {}
+            for scenario in ("health", "single", "batch", "live_sql"):
+                results[scenario] = _drive(base, scenario, ids_file, args)
+                print(json.dumps(results[scenario]), flush=True)
+            rss = _worker_rss(gunicorn.pid)
+        finally:
+            gunicorn.terminate()
+            try:
+                gunicorn.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                gunicorn.kill()
+    report = _report(results, rss, size, args, argv)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(report)
+    print(f"wrote {args.output}")
+    del server
+    return 0
+
+
+def _databases(pgdata: Path):
+    from ml_service.config import Settings
+
+    if os.environ.get("USER_DB_URL"):
+        return Settings.from_env().databases, None
+    from database.embedded import create_databases, start_embedded
+    from database.schema import apply_schema
+
+    server = start_embedded(pgdata.resolve(), cleanup_mode=None)
+    urls = create_databases(server)
+    apply_schema(urls)
+    return urls, server
+
+
+def _env(urls) -> dict[str, str]:
+    return {
+        **os.environ,
+        "USER_DB_URL": urls.user,
+        "CATALOG_DB_URL": urls.catalog,
+        "ENGAGEMENT_DB_URL": urls.engagement,
+        "MODEL_DB_URL": urls.model,
+    }
+
+
+def _ensure_data(urls, args) -> None:
+    from ml_service.__main__ import run_refresh
+    from ml_service.config import Settings
+
+    with psycopg.connect(urls.engagement) as conn:
+        empty = conn.execute("SELECT NOT EXISTS (SELECT FROM interaction)").fetchone()[0]
+    if empty:
+        if args.data == "movielens":
+            from services.movielens_import import import_movielens
+
+            import_movielens(MOVIELENS_DIR, urls)
+        else:
+            from services.synthetic import generate_synthetic
+
+            generate_synthetic(urls, args.users, args.media, args.interactions, args.seed)
+    with psycopg.connect(urls.model) as conn:
+        published = conn.execute("SELECT EXISTS (SELECT FROM ml.model_builds)").fetchone()[0]
+    if empty or not published:
+        run_refresh(Settings(databases=urls))
+
+
+def _data_size(urls) -> dict:
+    with psycopg.connect(urls.model) as conn:
+        row = conn.execute(
+            """
+            SELECT interactions_count, users_count, media_count, neighbours_count, build_seconds
+              FROM ml.model_builds
+          ORDER BY version DESC
+             LIMIT 1
+            """
+        ).fetchone()
+    return dict(zip(("interactions", "users", "media", "neighbours", "build_seconds"), row))
+
+
+def _user_ids(urls, seed: int, count: int = 20_000) -> list[str]:
+    """Random real user ids: users who have interactions."""
+    with psycopg.connect(urls.user) as conn:
+        ids = [str(row[0]) for row in conn.execute("SELECT user_id FROM user_preferences")]
+    random.Random(seed).shuffle(ids)
+    return ids[:count]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_gunicorn(urls, port: int, args, log: Path) -> subprocess.Popen:
+    env = {
+        **_env(urls),
+        "BIND": f"127.0.0.1:{port}",
+        "GUNICORN_WORKERS": str(args.workers),
+        "GUNICORN_THREADS": str(args.threads),
+        "LOG_LEVEL": "WARNING",
+    }
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONFIG), "bench.reference_wsgi:app"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+
+
+def _wait_ready(base: str, process: subprocess.Popen, log: Path, timeout: float = 120.0) -> None:
+    """Wait until every worker could have loaded the model: /health/ready answers 200 repeatedly."""
+    deadline = time.monotonic() + timeout
+    ready = 0
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"gunicorn exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"{base}/health/ready", timeout=10) as response:
+                ready = ready + 1 if response.status == 200 else 0
+        except OSError:
+            ready = 0
+        if ready >= 20:
+            return
+        time.sleep(0.1)
+    process.kill()
+    raise SystemExit(f"{base}/health/ready did not answer 200 within {timeout} s:\n{log.read_text()}")
+
+
+def _drive(base: str, scenario: str, ids_file: Path, args) -> dict:
+    command = [
+        sys.executable, "-m", "bench.load", "--url", base, "--scenario", scenario, "--ids", str(ids_file),
+        "--connections", str(args.connections), "--duration", str(args.duration), "--seed", str(args.seed),
+        "--warmup", str(0 if scenario == "live_sql" else args.warmup),
+    ]
+    if scenario == "live_sql":
+        command += ["--max-requests", str(args.live_sql_requests)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"load client failed for {scenario}:\n{done.stderr}")
+    return json.loads(done.stdout)
+
+
+def _worker_rss(master: int) -> list[int]:
+    """Resident memory (bytes) of each Gunicorn worker process."""
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    rss = []
+    for pid in children:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                rss.append(int(line.split()[1]) * 1024)
+    return rss
+
+
+def _machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor() or "unknown CPU")
+    mem_kib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                   if line.startswith("MemTotal:"))
+    return f"{os.cpu_count()} cores ({cpu}), {mem_kib / 1024 / 1024:.1f} GiB memory, {platform.platform()}"
+
+
+def _fmt(value, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _report(results: dict, rss: list[int], size: dict, args, argv) -> str:
+    health, single, batch, live = (results[k] for k in ("health", "single", "batch", "live_sql"))
+    command = "python -m bench.run " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    lines = [
+        "# Load benchmark results",
+        "",
+        f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `{command.strip()}`.",
+        "",
+        f"- Data: {size['users']:,} users, {size['media']:,} media, {size['interactions']:,} interactions, "
+        f"{size['neighbours']:,} neighbour pairs in the model.",
+        f"- Machine: {_machine()}. Server, PostgreSQL and load client share it.",
+        f"- Server: Gunicorn, production config, {args.workers} workers x {args.threads} threads; "
+        f"load: {args.connections} concurrent keep-alive connections (closed loop, asyncio + aiohttp, "
+        f"separate process), {args.duration:g} s per scenario after {args.warmup:g} s of warm-up; "
+        f"the live SQL reference at most {args.live_sql_requests} requests.",
+        "",
+        "| scenario | requests/s | p50 ms | p95 ms | p99 ms | errors | requests | throughput vs /health |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for key, result in results.items():
+        ratio = result["requests_per_second"] / health["requests_per_second"] if health["requests_per_second"] else None
+        lines.append(
+            f"| {SCENARIO_NAMES[key]} | {_fmt(result['requests_per_second'])} | {_fmt(result['p50_ms'], 2)} | "
+            f"{_fmt(result['p95_ms'], 2)} | {_fmt(result['p99_ms'], 2)} | {result['errors']} | "
+            f"{result['ok'] + result['errors']} | {_fmt(None if ratio is None else 100 * ratio)} % |"
+        )
+    speedup_p50 = live["p50_ms"] / single["p50_ms"] if live["p50_ms"] and single["p50_ms"] else None
+    speedup_rps = (single["requests_per_second"] / live["requests_per_second"]
+                   if live["requests_per_second"] else None)
+    lines += [
+        "",
+        "Ratios (same run):",
+        "",
+        f"- single-user GET throughput = {_fmt(None if not health['requests_per_second'] else 100 * single['requests_per_second'] / health['requests_per_second'])} % of /health's",
+        f"- single-user GET vs the original live SQL: {_fmt(speedup_p50)}x lower p50 latency, "
+        f"{_fmt(speedup_rps)}x the throughput",
+        f"- batch of 50 p50 = {_fmt(batch['p50_ms'] / single['p50_ms'] if batch['p50_ms'] and single['p50_ms'] else None)}x a single user's p50",
+        "",
+        "Worker memory (RSS after the run): "
+        + ", ".join(f"{r / 1024 / 1024:.0f} MB" for r in rss)
+        + (f" (max {max(rss) / 1024 / 1024:.0f} MB)" if rss else ""),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""The load benchmark runs end to end on tiny data (a smoke run: it checks the report, never timings)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, database_env
+
+pytestmark = pytest.mark.e2e
+
+
+def test_benchmark_runs_every_scenario_and_writes_its_report(db_urls, tmp_path):
+    output = tmp_path / "RESULTS.md"
+    command = [
+        sys.executable, "-m", "bench.run", "--data", "synthetic", "--users", "200", "--media", "120",
+        "--interactions", "6000", "--workers", "2", "--threads", "2", "--connections", "2",
+        "--duration", "1", "--warmup", "0.2", "--live-sql-requests", "4", "--output", str(output),
+    ]
+    done = subprocess.run(command, cwd=ROOT, env={**os.environ, **database_env(db_urls)},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert [r["scenario"] for r in results] == ["health", "single", "batch", "live_sql"]
+    for result in results:
+        assert result["ok"] > 0 and result["errors"] == 0, result
+    report = output.read_text()
+    assert "200 users, 120 media, 6,000 interactions" in report
+    for heading in ("GET /health", "1 random user", "50 random users", "live co-interaction SQL", "Worker memory"):
+        assert heading in report
+    assert report.count(" MB") >= 2  # one RSS figure per worker
