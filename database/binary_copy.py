@@ -152,7 +152,8 @@ def _header_length(buffer: bytearray) -> int:
 
 
 def _rows(buffer: bytearray, count: int, dtype: np.dtype, columns: Sequence[tuple[str, str]]) -> np.ndarray:
-    rows = np.frombuffer(bytes(buffer[: count * dtype.itemsize]), dtype=dtype)
+    # One copy of the chunk (a bytearray slice), viewed in place by numpy.
+    rows = np.frombuffer(buffer[: count * dtype.itemsize], dtype=dtype)
     if not (rows["_ncols"] == len(columns)).all():
         raise ValueError("binary COPY returned a different number of columns than declared")
     for name, pg_type in columns:

@@ -28,3 +28,16 @@ def on_starting(server):
         Settings.from_env()
     except ConfigError as error:
         raise SystemExit(f"ml-service: configuration error: {error}") from None
+
+
+def post_worker_init(worker):
+    """Load the model before the worker takes its first request, so no request waits for it.
+
+    If it cannot be loaded now (no model published, database down), the first requests retry.
+    """
+    from services.errors import ModelUnavailable
+
+    try:
+        worker.wsgi.extensions["ml_service"].models.current()
+    except ModelUnavailable:
+        pass
