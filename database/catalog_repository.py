@@ -32,6 +32,7 @@ class CatalogRepository:
               GROUP BY m.id
                 """,
                 (list(media_ids),),
+                binary=True,
             ).fetchall()
         return {row[0]: Media(row[0], row[1], row[2], row[3], row[4], tuple(row[5])) for row in rows}
 

@@ -29,7 +29,8 @@ class EngagementRepository:
                  WHERE user_id = ANY(%s)
                 """,
                 (list(user_ids),),
-            )
+                binary=True,  # binary results parse faster (uuid, timestamp, float8)
+            ).fetchall()
             for user_id, media_id, kind, value, timestamp in rows:
                 histories.setdefault(user_id, []).append(Interaction(media_id, kind, value, timestamp))
         return histories

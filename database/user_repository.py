@@ -29,5 +29,6 @@ class UserRepository:
               GROUP BY u.user_id, p.user_id
                 """,
                 (list(user_ids),),
+                binary=True,
             ).fetchall()
         return {user_id: UserProfile(user_id, exists, frozenset(genres)) for user_id, exists, genres in rows}

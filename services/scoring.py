@@ -136,16 +136,29 @@ def rank_for_user(model: ModelData, signals: UserSignals, weights: Weights, coun
     collaborative = collaborative_scores(model, signals.positive_idx, signals.positive_weight)
     hybrid = weights.content * content + weights.collaborative * collaborative
     hybrid[hybrid < MIN_HYBRID_SCORE] = 0.0
-    top_popularity = float(model.popularity.max()) if len(model.popularity) else 0.0
-    key = hybrid.copy()
-    if top_popularity > 0:
-        key += POPULARITY_TIEBREAK * (model.popularity / top_popularity)
-    key[signals.excluded_idx] = -np.inf
-    available = len(key) - len(np.unique(signals.excluded_idx))
-    count = max(0, min(count, available))
-    if count == 0:
-        empty = np.zeros(0)
-        return Ranking(np.zeros(0, dtype=np.int64), empty, empty, empty)
-    top = np.argpartition(-key, count - 1)[:count]
-    top = top[np.argsort(-key[top], kind="stable")]
+    top = _best_media(model, hybrid, signals.excluded_idx, count)
     return Ranking(top, hybrid[top], content[top], collaborative[top])
+
+
+def _best_media(model: ModelData, hybrid: np.ndarray, excluded_idx: np.ndarray, count: int) -> np.ndarray:
+    """The `count` media not excluded with the highest hybrid score + popularity tiebreak, best first."""
+    top_popularity = float(model.popularity.max()) if len(model.popularity) else 0.0
+    tiebreak = POPULARITY_TIEBREAK / top_popularity if top_popularity > 0 else 0.0
+    excluded = np.unique(excluded_idx)
+    count = max(0, min(count, len(hybrid) - len(excluded)))
+    if count == 0:
+        return np.zeros(0, dtype=np.int64)
+    # Any media with a hybrid score outranks every media without one (the tiebreak is below
+    # MIN_HYBRID_SCORE), so when enough allowed media have one, rank only those: a fraction
+    # of the catalog instead of all of it, the same result.
+    allowed = hybrid > 0
+    allowed[excluded] = False
+    candidates = np.flatnonzero(allowed)
+    if len(candidates) < count:
+        candidates = np.ones(len(hybrid), dtype=bool)
+        candidates[excluded] = False
+        candidates = np.flatnonzero(candidates)
+    key = hybrid[candidates] + tiebreak * model.popularity[candidates]
+    best = np.argpartition(-key, count - 1)[:count]
+    best = best[np.argsort(-key[best], kind="stable")]
+    return candidates[best]

@@ -117,3 +117,26 @@ def test_scores_are_within_zero_and_one():
     ranking = rank(model, genres={"A", "B"}, history=[watch(i, float(rng.integers(1, 6))) for i in range(10)], count=40)
     assert (ranking.score >= 0).all() and (ranking.score <= 1 + 1e-9).all()
     assert (np.diff(ranking.score) <= 1e-12).all()  # best first
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_ranking_equals_a_full_sort_by_score_then_popularity(seed):
+    rng = np.random.default_rng(seed)
+    n = 300
+    genres = [[g for g in ("Drama", "Comedy", "Horror") if rng.random() < 0.3] for _ in range(n)]
+    neighbours = {i: [(int(j), float(rng.random())) for j in rng.choice(n, 5, replace=False) if j != i]
+                  for i in range(n)}
+    popularity = rng.random(n).tolist()  # distinct: no ties to break arbitrarily
+    model = make_model(genres, popularity, neighbours)
+    history = [watch(int(i), float(rng.integers(1, 6))) for i in rng.choice(n, 8, replace=False)]
+    history += [dislike(int(i)) for i in rng.choice(n, 3, replace=False)]
+    for user_genres, count in (({"Drama"}, 10), (set(), 40), ({"Comedy", "Horror"}, 250)):
+        signals = user_signals(model, user_genres, history)
+        ranking = rank_for_user(model, signals, Weights(), count)
+        # Brute force: every media scored, excluded ones dropped, sorted by (hybrid, popularity).
+        everything = rank_for_user(model, signals, Weights(), n)
+        allowed = set(range(n)) - set(signals.excluded_idx.tolist())
+        score = dict(zip(everything.media_idx.tolist(), everything.score.tolist()))
+        assert set(score) == allowed
+        expected = sorted(allowed, key=lambda i: (-score[i], -popularity[i]))[:count]
+        assert ranking.media_idx.tolist() == expected
