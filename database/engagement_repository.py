@@ -20,20 +20,24 @@ class EngagementRepository:
 
     def histories_by_user_ids(self, user_ids: Sequence[UUID]) -> dict[UUID, list[Interaction]]:
         """Every interaction of each requested user (users without any are absent)."""
-        histories: dict[UUID, list[Interaction]] = {}
+        # One row per user with the history in arrays: no user id to parse and hash per
+        # interaction (a batch of 50 users reads ~8,000 interactions).
         with self._pool.connection() as conn:
             rows = conn.execute(
                 """
-                SELECT user_id, media_id, type, interaction_value, "timestamp"
+                SELECT user_id, array_agg(media_id), array_agg(type),
+                       array_agg(interaction_value), array_agg("timestamp")
                   FROM interaction
                  WHERE user_id = ANY(%s)
+              GROUP BY user_id
                 """,
                 (list(user_ids),),
                 binary=True,  # binary results parse faster (uuid, timestamp, float8)
             ).fetchall()
-            for user_id, media_id, kind, value, timestamp in rows:
-                histories.setdefault(user_id, []).append(Interaction(media_id, kind, value, timestamp))
-        return histories
+        return {
+            user_id: list(map(Interaction, media, kinds, values, timestamps))
+            for user_id, media, kinds, values, timestamps in rows
+        }
 
     def user_media_pairs(self, chunk_rows: int = 1_000_000) -> Iterator[np.ndarray]:
         """Every (user, media) pair with interactions, ordered by user: for the refresh job.
