@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         return now
 
     for round_ in range(args.requests + 20):
-        users = rng.sample(ids, args.batch)
+        users = rng.sample(ids, min(args.batch, len(ids)))
         t = time.perf_counter()
         profiles = service._users.profiles_by_ids(users)
         t = timed("query user_db (profiles)", t)

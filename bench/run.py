@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="requests of the (slow) live SQL reference; it stops at --duration too")
     parser.add_argument("--scenarios", default="health,single,batch,live_sql",
                         help="comma-separated subset to run (the report needs all four)")
+    parser.add_argument("--profile-requests", type=int, default=200,
+                        help="requests timed stage by stage in one process after the load (0: skip)")
     parser.add_argument("--port", type=int, default=0, help="0: a free port")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument("--seed", type=int, default=0)
@@ -92,8 +94,13 @@ def main(argv: list[str] | None = None) -> int:
             except subprocess.TimeoutExpired:
                 gunicorn.kill()
     print(json.dumps({"worker_rss_mb": [round(r / 2**20) for r in rss]}))
+    profiles = []
+    if args.profile_requests > 0:
+        for batch, count in ((1, args.profile_requests), (50, max(1, args.profile_requests // 10))):
+            profiles.append(_profile(urls, batch, count))
+            print(profiles[-1], flush=True)
     if set(results) == set(SCENARIO_NAMES):
-        report = _report(results, rss, size, args, argv)
+        report = _report(results, rss, size, args, argv, profiles)
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(report)
         print(f"wrote {args.output}")
@@ -255,6 +262,15 @@ def _drive(base: str, scenario: str, ids_file: Path, args) -> dict:
     return json.loads(done.stdout)
 
 
+def _profile(urls, batch: int, requests: int) -> str:
+    """The output of bench.profile_request: each stage of a request timed in one process."""
+    command = [sys.executable, "-m", "bench.profile_request", "--batch", str(batch), "--requests", str(requests)]
+    done = subprocess.run(command, cwd=ROOT, env=_env(urls), capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"profile_request failed:\n{done.stderr}")
+    return done.stdout.strip()
+
+
 def _worker_rss(master: int) -> list[int]:
     """Resident memory (bytes) of each Gunicorn worker process."""
     children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
@@ -278,7 +294,7 @@ def _fmt(value, digits: int = 1) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
-def _report(results: dict, rss: list[int], size: dict, args, argv) -> str:
+def _report(results: dict, rss: list[int], size: dict, args, argv, profiles: list[str]) -> str:
     health, single, batch, live = (results[k] for k in ("health", "single", "batch", "live_sql"))
     command = "python -m bench.run " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     lines = [
@@ -323,6 +339,14 @@ def _report(results: dict, rss: list[int], size: dict, args, argv) -> str:
         + (f" (max {max(rss) / 1024 / 1024:.0f} MB)" if rss else ""),
         "",
     ]
+    if profiles:
+        lines += [
+            "Where a request's time goes (`python -m bench.profile_request`: one process, no HTTP, no",
+            "concurrency, same databases; the last line includes routing, schemas and JSON):",
+            "",
+        ]
+        for profile in profiles:
+            lines += ["```", profile, "```", ""]
     return "\n".join(lines)
 
 

@@ -140,7 +140,7 @@ def wait_for_http(url: str, process: subprocess.Popen, log: Path, timeout: float
         try:
             if requests.get(url, timeout=2).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or workers still booting
             pass
         time.sleep(0.2)
     process.kill()

@@ -17,17 +17,19 @@ def test_benchmark_runs_every_scenario_and_writes_its_report(db_urls, tmp_path):
     command = [
         sys.executable, "-m", "bench.run", "--data", "synthetic", "--users", "200", "--media", "120",
         "--interactions", "6000", "--workers", "2", "--threads", "2", "--connections", "2",
-        "--duration", "1", "--warmup", "0.2", "--live-sql-requests", "4", "--output", str(output),
+        "--duration", "1", "--warmup", "0.2", "--live-sql-requests", "4", "--profile-requests", "10",
+        "--output", str(output),
     ]
     done = subprocess.run(command, cwd=ROOT, env={**os.environ, **database_env(db_urls)},
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{\"scenario")]
     assert [r["scenario"] for r in results] == ["health", "single", "batch", "live_sql"]
     for result in results:
         assert result["ok"] > 0 and result["errors"] == 0, result
     report = output.read_text()
     assert "200 users, 120 media, 6,000 interactions" in report
-    for heading in ("GET /health", "1 random user", "50 random users", "live co-interaction SQL", "Worker memory"):
+    for heading in ("GET /health", "1 random user", "50 random users", "live co-interaction SQL", "Worker memory",
+                    "rank_for_user", "whole request through Flask"):
         assert heading in report
     assert report.count(" MB") >= 2  # one RSS figure per worker
