@@ -51,6 +51,8 @@ POSTGRES_EPOCH = datetime(2000, 1, 1)
 # interaction asked for, then keep exactly as many as needed.
 PAIRS_PER_INTERACTION = 0.75
 COPY_CHUNK = 1_000_000
+DRAW_ROUNDS = 4
+MISSING_PAIRS_ACCEPTED = 0.005
 TYPE_NAMES = {1: b"WATCH", 2: b"LIKE", 3: b"DISLIKE"}
 
 
@@ -275,8 +277,10 @@ def _draw_pairs(rng, counts, media, favourites, favourite_count, by_genre, genre
     pair_user = np.zeros(0, dtype=np.int64)
     pair_media = np.zeros(0, dtype=np.int64)
     missing = counts.copy()
-    for _ in range(8):
-        if missing.sum() == 0:
+    for _ in range(DRAW_ROUNDS):
+        # Heavy users of a small catalog may never fill up by popularity-weighted draws: stop
+        # when nearly every pair is there (the oversampling of pairs covers the rest).
+        if missing.sum() <= MISSING_PAIRS_ACCEPTED * counts.sum():
             break
         draws = np.ceil(missing * 1.15).astype(np.int64)
         new_user = np.repeat(np.arange(users, dtype=np.int64), draws)
