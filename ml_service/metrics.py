@@ -22,7 +22,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_flask_exporter import PrometheusMetrics
 from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -139,7 +138,7 @@ def register_metrics(app: Flask) -> ServiceMetrics:
     """Serve /metrics and instrument requests, the recommender, the pools and the model."""
     registry = CollectorRegistry()
     options = dict(group_by="url_rule", registry=registry, buckets=LATENCY_BUCKETS)
-    if os.environ.get(MULTIPROC_ENV):
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         exporter = GunicornInternalPrometheusMetrics(app, **options)
     else:
         exporter = PrometheusMetrics(app, **options)
