@@ -65,6 +65,7 @@ class ServiceMetrics:
         self.model_age = Gauge("ml_model_age_seconds",
                                "Age of the oldest model any live worker serves, as of that worker's last request",
                                multiprocess_mode="livemax", registry=r)
+        self._pool_cache: dict = {}
         self.workers_without_model = Gauge("ml_workers_without_model", "Live workers that have no model loaded",
                                            multiprocess_mode="livesum", registry=r)
 
@@ -82,20 +83,34 @@ class ServiceMetrics:
             self.pages.labels(endpoint, fallback).inc()
 
     def update_pools(self, pools) -> None:
-        """Move the pools' counters (reset by pop_stats) into ours and set the gauges."""
+        """Move the pools' counters (reset by pop_stats) into ours and set the gauges (after every request)."""
         seen = set()
         for name, pool in pools.by_name().items():
             if id(pool) in seen:  # model_db is engagement_db's pool unless MODEL_DB_URL differs
                 continue
             seen.add(id(pool))
             stats = pool.pop_stats()
-            self.pool_max.labels(name).set(stats.get("pool_max", 0))
-            self.pool_size.labels(name).set(stats.get("pool_size", 0))
-            self.pool_in_use.labels(name).set(stats.get("pool_size", 0) - stats.get("pool_available", 0))
-            self.pool_requests.labels(name).inc(stats.get("requests_num", 0))
-            self.pool_waits.labels(name).inc(stats.get("requests_queued", 0))
-            self.pool_wait_seconds.labels(name).inc(stats.get("requests_wait_ms", 0) / 1000)
-            self.pool_timeouts.labels(name).inc(stats.get("requests_errors", 0))
+            gauges, counters = self._pool_children(name)
+            size = stats.get("pool_size", 0)
+            for gauge, value in zip(gauges, (stats.get("pool_max", 0), size, size - stats.get("pool_available", 0))):
+                gauge.set(value)
+            for counter, key, scale in counters:
+                if stats.get(key):
+                    counter.inc(stats[key] * scale)
+
+    def _pool_children(self, name: str):
+        # Labelled children looked up once per database: this runs after every request.
+        children = self._pool_cache.get(name)
+        if children is None:
+            gauges = (self.pool_max.labels(name), self.pool_size.labels(name), self.pool_in_use.labels(name))
+            counters = (
+                (self.pool_requests.labels(name), "requests_num", 1),
+                (self.pool_waits.labels(name), "requests_queued", 1),
+                (self.pool_wait_seconds.labels(name), "requests_wait_ms", 0.001),
+                (self.pool_timeouts.labels(name), "requests_errors", 1),
+            )
+            children = self._pool_cache[name] = (gauges, counters)
+        return children
 
     def update_model(self, model) -> None:
         """Report the model this worker has in memory (None: none loaded yet)."""
