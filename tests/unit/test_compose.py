@@ -93,7 +93,8 @@ def test_ports_and_health_checks_match_the_code(compose):
     assert health_url(env["BIND"]) == f"http://127.0.0.1:{container_port}/health"
     assert "/health" in build_spec()["paths"]
     assert service["depends_on"] == {"postgres": {"condition": "service_healthy"}}
-    assert "pg_isready" in " ".join(compose["services"]["postgres"]["healthcheck"]["test"])
+    # TCP, not the socket: the server the init script runs against listens on the socket only.
+    assert "pg_isready -h 127.0.0.1" in " ".join(compose["services"]["postgres"]["healthcheck"]["test"])
 
 
 def test_jobs_import_movielens_and_refresh(compose):
