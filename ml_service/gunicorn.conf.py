@@ -22,6 +22,20 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 20
 keepalive = 5
 
+# Gunicorn's own lines (start, worker boot and exit) in the same JSON format as the service's,
+# so that stderr is one JSON object per line throughout (ml_service/request_log.py).
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+_json_stderr = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+logconfig_dict = {
+    "root": {"level": loglevel.upper(), "handlers": ["error_console"]},
+    "loggers": {
+        "gunicorn.error": {"level": loglevel.upper(), "handlers": ["error_console"], "propagate": False},
+        "gunicorn.access": {"level": "INFO", "handlers": ["error_console"], "propagate": False},
+    },
+    "handlers": {"console": _json_stderr, "error_console": _json_stderr},
+    "formatters": {"json": {"()": "ml_service.request_log.JsonFormatter"}},
+}
+
 # Prometheus multiprocess mode: workers write their samples to files in this directory and
 # /metrics adds them up. It must be in the environment before a worker imports
 # prometheus_client, so it is set here, in the master, before the workers are forked.

@@ -116,6 +116,9 @@ def test_one_json_access_line_per_request_with_the_request_id(server):
     assert mine["duration_ms"] > 0
     [missing] = [line for line in lines if line["request_id"] == generated.headers["X-Request-ID"]]
     assert missing["status"] == 404
+    # Gunicorn's own lines are JSON too (booting workers, the worker killed above).
+    everything = [json.loads(line) for line in log.read_text().splitlines()]
+    assert any(line["logger"] == "gunicorn.error" and "Booting worker" in line["message"] for line in everything)
 
 
 def test_the_container_health_check_command(server):
