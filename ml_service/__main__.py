@@ -81,6 +81,8 @@ def run_refresh(settings: Settings, progress: bool = True) -> int:
             EngagementRepository(pools.engagement),
             ModelRepository(pools.model),
             neighbours_k=settings.neighbours_k,
+            user_damping=settings.neighbours_user_damping,
+            shrinkage=settings.neighbours_shrinkage,
             half_life_days=settings.popularity_half_life_days,
             progress=progress,
         )
