@@ -58,7 +58,12 @@ class TrainMatrix:
 def popularity(train: TrainMatrix, users: Sequence[int], k: int) -> dict[int, list[int]]:
     """The k movies with the most train ratings that the user has not rated."""
     counts = np.asarray(train.matrix.sum(axis=0)).ravel()
-    return _top_k_per_user(train, users, k, lambda rows: np.broadcast_to(counts, (len(rows), len(counts))), counts)
+    result: dict[int, list[int]] = {}
+    users = list(users)
+    for start in range(0, len(users), USER_BLOCK):
+        block = users[start : start + USER_BLOCK]
+        result.update(_top_k_per_user(train, block, k, lambda rows: np.zeros((len(rows), len(counts))), counts))
+    return result
 
 
 def seed_hybrid(
