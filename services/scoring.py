@@ -22,9 +22,11 @@ POPULARITY_TIEBREAK = 1e-9
 # How a user's interaction values weigh their positive media (Settings.history_weighting):
 # "centred" by the user's own mean and spread, or the "raw" values.
 HISTORY_WEIGHTINGS = ("centred", "raw")
-# Centred weights: max(z + CENTRED_OFFSET, 0) + CENTRED_FLOOR, z in the user's standard deviations.
+# Centred weights: max(z · n / (n + CENTRED_PRIOR_COUNT) + CENTRED_OFFSET, 0) + CENTRED_FLOOR,
+# z in the user's standard deviations, n the user's positive media.
 CENTRED_OFFSET = 0.5
 CENTRED_FLOOR = 0.05
+CENTRED_PRIOR_COUNT = 10
 
 
 @dataclass(frozen=True)
@@ -107,18 +109,20 @@ def user_signals(
 
 
 def centred_weights(values: np.ndarray) -> np.ndarray:
-    """Weights from one user's values, relative to that user: max(z + 0.5, 0) + 0.05.
+    """Weights from one user's values, relative to that user: max(z · n / (n + 10) + 0.5, 0) + 0.05.
 
     z is each value in standard deviations from the user's mean, so a generous rater's 4 and
-    a strict rater's 4 stop meaning the same, and what the user liked most leads. The result
-    does not depend on the value scale (stars, percent watched); a user whose values are all
-    equal weighs every media the same; the floor keeps every positive media in play.
+    a strict rater's 4 stop meaning the same, and what the user liked most leads. The mean and
+    spread of a short history say little, so z is shrunk by n / (n + 10) (n values): a new
+    user's media weigh nearly alike. The result does not depend on the value scale (stars,
+    percent watched); all-equal values weigh the same; the floor keeps every media in play.
     """
-    if len(values) == 0:
+    n = len(values)
+    if n == 0:
         return values
     spread = values.std()
     z = (values - values.mean()) / spread if spread > 0 else np.zeros_like(values)
-    return np.maximum(z + CENTRED_OFFSET, 0.0) + CENTRED_FLOOR
+    return np.maximum(z * (n / (n + CENTRED_PRIOR_COUNT)) + CENTRED_OFFSET, 0.0) + CENTRED_FLOOR
 
 
 def collaborative_scores(model: ModelData, positive_idx: np.ndarray, positive_weight: np.ndarray) -> np.ndarray:

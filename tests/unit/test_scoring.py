@@ -45,12 +45,16 @@ def test_collaborative_score_sums_weighted_similarities_scaled_to_one():
 
 
 def test_centred_weights_measure_each_value_against_the_users_own_mean_and_spread():
-    # mean 3, standard deviation 1: z = +1, 0, 0, -1 -> max(z + 0.5, 0) + 0.05
-    z = np.array([1.0, 0.0, 0.0, -1.0]) / np.sqrt(0.5)
+    # mean 3, standard deviation sqrt(0.5); z shrunk by n / (n + 10) = 4 / 14
+    z = np.array([1.0, 0.0, 0.0, -1.0]) / np.sqrt(0.5) * 4 / 14
     assert centred_weights(np.array([4.0, 3.0, 3.0, 2.0])).tolist() == pytest.approx(np.maximum(z + 0.5, 0) + 0.05)
-    assert centred_weights(np.array([4.0, 2.0])).tolist() == pytest.approx([1.55, 0.05])
+    # 10 values, mean 3, standard deviation 1: z = ±1, shrunk by 10 / 20
+    assert centred_weights(np.array([4.0, 2.0] * 5)).tolist() == pytest.approx([1.05, 0.05] * 5)
     # the scale of the values does not matter, only their place in the user's own range
-    assert centred_weights(np.array([40.0, 20.0])).tolist() == pytest.approx([1.55, 0.05])
+    assert centred_weights(np.array([40.0, 20.0] * 5)).tolist() == pytest.approx([1.05, 0.05] * 5)
+    # a long history is trusted more: the same spread moves the weights further
+    long = centred_weights(np.array([4.0, 2.0] * 50))
+    assert long[0] > 1.05 and long[1] == pytest.approx(0.05)
     # all equal: every media weighs the same
     assert centred_weights(np.array([5.0, 5.0])).tolist() == pytest.approx([0.55, 0.55])
     assert len(centred_weights(np.zeros(0))) == 0
@@ -58,12 +62,13 @@ def test_centred_weights_measure_each_value_against_the_users_own_mean_and_sprea
 
 def test_centred_weighting_lets_what_the_user_liked_most_lead():
     # the user rated media 0 above their average and media 1 below it
-    model = make_model([[], [], [], []], [0, 0, 0, 0], neighbours={0: [(2, 0.4)], 1: [(3, 0.9)]})
+    model = make_model([[], [], [], []], [0, 0, 0, 0], neighbours={0: [(2, 0.5)], 1: [(3, 0.9)]})
     history = [watch(0, 5.0), watch(1, 3.0)]
-    assert rank(model, history=history, history_weighting="raw").media_idx[0] == 3  # 3*0.9 > 5*0.4
+    assert rank(model, history=history, history_weighting="raw").media_idx[0] == 3  # 3*0.9 > 5*0.5
     centred = rank(model, history=history)
-    assert centred.media_idx[0] == 2  # weights 1.55 vs 0.05
-    assert centred.collaborative.tolist() == pytest.approx([1.0, 0.05 * 0.9 / (1.55 * 0.4)])
+    assert centred.media_idx[0] == 2  # z = ±1 shrunk by 2 / 12: weights 0.7167 vs 0.3833
+    high, low = 0.5 + 1 / 6 + 0.05, 0.5 - 1 / 6 + 0.05
+    assert centred.collaborative.tolist() == pytest.approx([1.0, low * 0.9 / (high * 0.5)])
 
 
 def test_hybrid_blends_content_and_collaborative_with_the_weights():
