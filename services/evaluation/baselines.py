@@ -116,7 +116,7 @@ def seed_hybrid(
     return result
 
 
-def implicit_itemknn(train: TrainMatrix, users: Sequence[int], k: int) -> dict[int, list[int]]:
+def implicit_itemknn(train: TrainMatrix, users: Sequence[int], k: int, progress: bool = False) -> dict[int, list[int]]:
     """implicit's CosineRecommender(K=100) fitted on the binary matrix."""
     from implicit.nearest_neighbours import CosineRecommender
     from implicit.utils import ParameterWarning
@@ -126,11 +126,11 @@ def implicit_itemknn(train: TrainMatrix, users: Sequence[int], k: int) -> dict[i
         # CosineRecommender.fit normalises into a COO matrix and then warns about its own
         # conversion back to CSR (implicit 0.7.3); nothing we pass triggers it.
         warnings.filterwarnings("ignore", message="Method expects CSR input", category=ParameterWarning)
-        model.fit(train.matrix, show_progress=False)
+        model.fit(train.matrix, show_progress=progress)
     return _implicit_recommend(model, train, users, k)
 
 
-def implicit_als(train: TrainMatrix, users: Sequence[int], k: int) -> dict[int, list[int]]:
+def implicit_als(train: TrainMatrix, users: Sequence[int], k: int, progress: bool = False) -> dict[int, list[int]]:
     """implicit's AlternatingLeastSquares(factors=64, regularization=0.05, iterations=15, random_state=0)."""
     from implicit.cpu.als import AlternatingLeastSquares
     from threadpoolctl import threadpool_limits
@@ -138,7 +138,7 @@ def implicit_als(train: TrainMatrix, users: Sequence[int], k: int) -> dict[int, 
     # implicit parallelises itself; a multi-threaded BLAS underneath only oversubscribes (and warns).
     with threadpool_limits(1, "blas"):
         model = AlternatingLeastSquares(**ALS)
-        model.fit(train.matrix, show_progress=False)
+        model.fit(train.matrix, show_progress=progress)
         return _implicit_recommend(model, train, users, k)
 
 

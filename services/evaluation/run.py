@@ -49,8 +49,8 @@ def evaluate(data_dir: Path, k: int, out_dir: Path | None, pgdata: Path, progres
     genres = preferred_genres(movies, split.train)
     timed("popularity", lambda: baselines.popularity(train, users, k))
     timed("seed_hybrid", lambda: baselines.seed_hybrid(train, genres, movies, users, k, progress))
-    timed("implicit_itemknn", lambda: baselines.implicit_itemknn(train, users, k))
-    timed("implicit_als", lambda: baselines.implicit_als(train, users, k))
+    timed("implicit_itemknn", lambda: baselines.implicit_itemknn(train, users, k, progress))
+    timed("implicit_als", lambda: baselines.implicit_als(train, users, k, progress))
 
     cold = split.cold_users
     result = {"dataset": data_dir.name, "k": k, "protocol": describe(), "models": {}}
