@@ -48,6 +48,7 @@ def build_runtime(settings: Settings, pools: Pools | None = None) -> Runtime:
         engagement=EngagementRepository(pools.engagement),
         models=models,
         weights=Weights(content=settings.content_weight, collaborative=settings.collaborative_weight),
+        history_weighting=settings.history_weighting,
     )
     return Runtime(settings, pools, models, recommender)
 
