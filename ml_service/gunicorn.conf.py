@@ -21,6 +21,10 @@ preload_app = False
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 20
 keepalive = 5
+# Gunicorn opens a management socket by default ($XDG_RUNTIME_DIR or $HOME/.gunicorn); nothing here
+# uses it, the image's user cannot write its default path, and Gunicorns run side by side on
+# one machine (the tests) would share it.
+control_socket_disable = True
 
 # Gunicorn's own lines (start, worker boot and exit) in the same JSON format as the service's,
 # so that stderr is one JSON object per line throughout (ml_service/request_log.py).
