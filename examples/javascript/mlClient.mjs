@@ -5,6 +5,7 @@
 // Copy MlServiceClient into your code; main() shows a single call, the next page, a batch
 // call and error handling. Only 503 is retried (with backoff, honouring Retry-After).
 import { randomUUID } from "node:crypto";
+import { pathToFileURL } from "node:url";
 
 export class MlServiceError extends Error {
   constructor(status, code, message, requestId) {
@@ -76,6 +77,6 @@ async function main(baseUrl, userId, otherUserId) {
   }
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) { // run, not imported
   await main(...process.argv.slice(2, 5));
 }
