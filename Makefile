@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup demo test bench bench-25m clean
 
-$(STAMP): requirements.txt requirements-dev.txt requirements-bench.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-eval.txt requirements-bench.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
@@ -17,8 +17,12 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/python -m ml_service demo
 
+# pytest numbers its temporary directories per user and deletes all but the newest three, so
+# two runs at once (other checkouts on the same machine) would delete each other's PostgreSQL
+# data directory: each run gets a temporary root of its own.
 test: setup
-	$(BIN)/python -m pytest
+	@tmp=$$(mktemp -d -t ml-service-test-XXXXXX); \
+	TMPDIR=$$tmp $(BIN)/python -m pytest; rc=$$?; rm -rf $$tmp; exit $$rc
 
 # Load benchmark on the bundled ml-latest-small (embedded PostgreSQL in .bench/); writes bench/RESULTS.md.
 bench: setup

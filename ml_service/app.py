@@ -14,6 +14,9 @@ from database.user_repository import UserRepository
 from ml_service.api import health, recommendations
 from ml_service.config import Settings
 from ml_service.errors import register_error_handlers
+from ml_service.metrics import register_metrics
+from ml_service.openapi import register_openapi
+from ml_service.request_log import register_request_logging
 from services.model_store import ModelStore
 from services.recommendation_service import RecommendationService
 from services.scoring import Weights
@@ -45,6 +48,7 @@ def build_runtime(settings: Settings, pools: Pools | None = None) -> Runtime:
         engagement=EngagementRepository(pools.engagement),
         models=models,
         weights=Weights(content=settings.content_weight, collaborative=settings.collaborative_weight),
+        history_weighting=settings.history_weighting,
     )
     return Runtime(settings, pools, models, recommender)
 
@@ -59,4 +63,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(recommendations.bp)
     register_error_handlers(app)
+    register_openapi(app)
+    register_metrics(app)
+    register_request_logging(app)
     return app

@@ -138,9 +138,11 @@ def wait_for_http(url: str, process: subprocess.Popen, log: Path, timeout: float
         if process.poll() is not None:
             pytest.fail(f"process exited with {process.returncode} before {url} answered:\n{log.read_text()}")
         try:
-            if requests.get(url, timeout=2).status_code == 200:
+            if requests.get(url, timeout=5).status_code == 200:
                 return
-        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or workers still booting
+        except (requests.ConnectionError, requests.Timeout):
+            # Gunicorn's master accepts connections before a worker can answer (slow on a
+            # loaded machine): not ready yet, poll again until the deadline.
             pass
         time.sleep(0.2)
     process.kill()
