@@ -138,9 +138,11 @@ def wait_for_http(url: str, process: subprocess.Popen, log: Path, timeout: float
         if process.poll() is not None:
             pytest.fail(f"process exited with {process.returncode} before {url} answered:\n{log.read_text()}")
         try:
-            if requests.get(url, timeout=2).status_code == 200:
+            # A fresh worker's first answer (imports, connections, model load) can take seconds
+            # on a loaded machine: a slow answer means "not yet", like a refused connection.
+            if requests.get(url, timeout=5).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
             pass
         time.sleep(0.2)
     process.kill()

@@ -26,4 +26,7 @@ def recommendations_for_users():
     """Ranked media for 1-50 users. 200 · 400 invalid body · 413 too large · 415 not JSON · 503."""
     args = batch_request_schema.load(request.get_json())
     results = current_app.extensions["ml_service"].recommender.recommend_many(**args)
-    return batch_response_schema.dump({"results": {str(k): v for k, v in results.items()}, "total_users": len(results)})
+    degraded = next(iter(results.values())).degraded  # one answer: every user lacks the same parts
+    return batch_response_schema.dump(
+        {"results": {str(k): v for k, v in results.items()}, "total_users": len(results), "degraded": list(degraded)}
+    )
