@@ -138,11 +138,9 @@ def wait_for_http(url: str, process: subprocess.Popen, log: Path, timeout: float
         if process.poll() is not None:
             pytest.fail(f"process exited with {process.returncode} before {url} answered:\n{log.read_text()}")
         try:
-            # A fresh worker's first answer (imports, connections, model load) can take seconds
-            # on a loaded machine: a slow answer means "not yet", like a refused connection.
             if requests.get(url, timeout=5).status_code == 200:
                 return
-        except (requests.ConnectionError, requests.Timeout):
+        except (requests.ConnectionError, requests.Timeout):  # a worker still loading the model may be slow
             pass
         time.sleep(0.2)
     process.kill()
