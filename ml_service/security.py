@@ -9,6 +9,7 @@
   every worker and instance; if Redis fails, the workers fall back to memory).
 - CORS_ORIGINS set: those origins may call /api/ from a browser (GET, POST, X-API-Key).
 - Every response carries headers that keep browsers from sniffing, framing or caching it.
+- JSON nested deeper than the parser's recursion limit is a 400, like any other invalid JSON.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import math
 import time
 
 from flask import Flask, request
+from flask.json.provider import DefaultJSONProvider
 from flask_cors import CORS
 from flask_limiter import Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
@@ -39,8 +41,21 @@ SECURITY_HEADERS = {
 }
 
 
+class BoundedJSONProvider(DefaultJSONProvider):
+    """Flask's JSON, except that a body nested too deeply to parse is invalid JSON (400), not a 500."""
+
+    def loads(self, s, **kwargs):
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
+
+
 def register_security(app: Flask, settings: Settings) -> None:
-    """Install authentication, rate limiting, CORS and security headers on `app`."""
+    """Install authentication, rate limiting, CORS, security headers and bounded JSON parsing on `app`."""
+    sort_keys = app.json.sort_keys
+    app.json = BoundedJSONProvider(app)
+    app.json.sort_keys = sort_keys
     api_keys = [key.encode() for key in settings.api_key_list]
     metrics_key = settings.metrics_api_key.encode()
 

@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 from flask import Blueprint, current_app, request
+from werkzeug.routing import BaseConverter
 
 from ml_service.schemas import BatchRequestSchema, BatchResponseSchema, RecommendationsSchema, SingleRequestSchema
 
 bp = Blueprint("recommendations", __name__, url_prefix="/api/recommendations")
+
+
+class UserIdSegment(BaseConverter):
+    """Any path segment but "batch": GET /batch is then a 405 (POST only), not a malformed user id."""
+
+    regex = r"(?!batch$)[^/]+"
+
+
+# Before the routes below, so the converter exists when their rules are added.
+bp.record_once(lambda state: state.app.url_map.converters.setdefault("user_id", UserIdSegment))
 single_request_schema = SingleRequestSchema()
 batch_request_schema = BatchRequestSchema()
 single_response_schema = RecommendationsSchema()
 batch_response_schema = BatchResponseSchema()
 
 
-@bp.get("/<user_id>")
+@bp.get("/<user_id:user_id>")
 def recommendations_for_user(user_id: str):
     """Ranked media for one user. 200 · 400 invalid input · 503 database or model unavailable."""
     args = single_request_schema.load({**request.args.to_dict(), "user_id": user_id})

@@ -1,5 +1,7 @@
 """/openapi.json is a valid OpenAPI 3 document that lists every route and describes real responses."""
 
+import re
+
 import pytest
 from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate
@@ -40,7 +42,7 @@ def test_every_route_of_the_app_is_described_with_its_methods(client, spec):
     for rule in client.application.url_map.iter_rules():
         if rule.endpoint == "static":
             continue
-        path = rule.rule.replace("<", "{").replace(">", "}")
+        path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule)  # <converter:name> -> {name}
         routes[path] = {m.lower() for m in rule.methods - {"HEAD", "OPTIONS"}}
     described = {path: set(operations) for path, operations in spec["paths"].items()}
     assert described == routes
