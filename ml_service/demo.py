@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -44,17 +45,18 @@ def run_demo(data_dir: Path, pgdata: Path, bind: str) -> int:
     version = run_refresh(Settings.from_env())
     print(f"published model version {version}")
     _print_examples(bind)
-    gunicorn = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONFIG)], env=env
-    )
-    try:
-        return gunicorn.wait()
-    except KeyboardInterrupt:
+    gunicorn = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONFIG)], env=env)
+
+    def stop(signum, frame):
+        # Ctrl-C or `kill`: stop Gunicorn gracefully; the embedded server stops when we exit.
         gunicorn.terminate()
-        gunicorn.wait()
-        return 0
-    finally:
-        del server  # the embedded server stops when this process exits
+
+    # Set explicitly: a shell starting us in the background would leave SIGINT ignored.
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    code = gunicorn.wait()
+    del server  # the embedded server stops when the last handle on it goes
+    return 0 if code in (0, -signal.SIGTERM) else code
 
 
 def _print_examples(bind: str) -> None:

@@ -31,4 +31,7 @@ def test_demo_serves_ten_recommendations_for_a_movielens_user(tmp_path):
         assert f"curl -s 'http://127.0.0.1:{port}/api/recommendations/{user_uuid(1)}" in log.read_text()
     finally:
         demo.send_signal(signal.SIGINT)
-        demo.wait(60)
+        code = demo.wait(60)
+    assert code == 0, log.read_text()
+    # Ctrl-C stops Gunicorn and the embedded PostgreSQL with it.
+    assert not (tmp_path / "pg" / "postmaster.pid").exists()
