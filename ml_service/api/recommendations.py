@@ -18,6 +18,7 @@ class UserIdSegment(BaseConverter):
 
 # Before the routes below, so the converter exists when their rules are added.
 bp.record_once(lambda state: state.app.url_map.converters.setdefault("user_id", UserIdSegment))
+
 single_request_schema = SingleRequestSchema()
 batch_request_schema = BatchRequestSchema()
 single_response_schema = RecommendationsSchema()
@@ -26,7 +27,7 @@ batch_response_schema = BatchResponseSchema()
 
 @bp.get("/<user_id:user_id>")
 def recommendations_for_user(user_id: str):
-    """Ranked media for one user. 200 · 400 invalid input · 503 database or model unavailable."""
+    """Ranked media for one user. 200 (possibly degraded) · 400 invalid input · 503 catalog_db unavailable."""
     args = single_request_schema.load({**request.args.to_dict(), "user_id": user_id})
     result = current_app.extensions["ml_service"].recommender.recommend(**args)
     return single_response_schema.dump(result)

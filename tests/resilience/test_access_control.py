@@ -150,3 +150,18 @@ def test_a_malformed_rate_limit_fails_at_start_up():
 
     with pytest.raises(ConfigError, match="RATE_LIMIT"):
         Settings.from_env({"USER_DB_URL": "u", "CATALOG_DB_URL": "c", "ENGAGEMENT_DB_URL": "e", "RATE_LIMIT": "lots"})
+
+
+def test_access_settings_are_read_from_the_environment():
+    from ml_service.config import Settings
+
+    settings = Settings.from_env(
+        {
+            "USER_DB_URL": "u", "CATALOG_DB_URL": "c", "ENGAGEMENT_DB_URL": "e",
+            "API_KEYS": " one, two ,,", "CORS_ORIGINS": "https://a.example,https://b.example",
+            "RATE_LIMIT": "100/second;2000/minute", "POOL_MAX_WAITING": "3", "DB_PROBE_INTERVAL": "0.25",
+        }
+    )
+    assert settings.api_key_list == ("one", "two")
+    assert settings.cors_origin_list == ("https://a.example", "https://b.example")
+    assert (settings.rate_limit, settings.pool_max_waiting, settings.db_probe_interval) == ("100/second;2000/minute", 3, 0.25)
