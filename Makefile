@@ -17,8 +17,12 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/python -m ml_service demo
 
+# pytest numbers its temporary directories per user and deletes all but the newest three, so
+# two runs at once (other checkouts on the same machine) would delete each other's PostgreSQL
+# data directory: each run gets a temporary root of its own.
 test: setup
-	$(BIN)/python -m pytest
+	@tmp=$$(mktemp -d -t ml-service-test-XXXXXX); \
+	TMPDIR=$$tmp $(BIN)/python -m pytest; rc=$$?; rm -rf $$tmp; exit $$rc
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache

@@ -14,6 +14,7 @@ from database.user_repository import UserRepository
 from ml_service.api import health, recommendations
 from ml_service.config import Settings
 from ml_service.errors import register_error_handlers
+from ml_service.metrics import register_metrics
 from ml_service.openapi import register_openapi
 from ml_service.request_log import register_request_logging
 from ml_service.security import register_security
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(recommendations.bp)
     register_error_handlers(app)
     register_openapi(app)
+    register_metrics(app)
     register_request_logging(app)
     register_security(app, settings)
     return app

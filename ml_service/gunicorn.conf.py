@@ -4,6 +4,9 @@ Every value can be overridden from the environment (see .env.example).
 """
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 wsgi_app = "ml_service.wsgi:app"
 bind = os.environ.get("BIND", "0.0.0.0:5000")
@@ -19,6 +22,13 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 20
 keepalive = 5
 
+# Prometheus multiprocess mode: workers write their samples to files in this directory and
+# /metrics adds them up. It must be in the environment before a worker imports
+# prometheus_client, so it is set here, in the master, before the workers are forked.
+_own_metrics_dir = None
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _own_metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ml-service-metrics-")
+
 
 def on_starting(server):
     """Fail once, clearly, in the master when the configuration is wrong, not in every worker."""
@@ -28,3 +38,21 @@ def on_starting(server):
         Settings.from_env()
     except ConfigError as error:
         raise SystemExit(f"ml-service: configuration error: {error}") from None
+    # Samples left by a previous run would be added to this run's: start from an empty directory.
+    metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    for stale in metrics_dir.glob("*.db"):
+        stale.unlink()
+
+
+def child_exit(server, worker):
+    """A worker exited (or was killed): drop its live gauges, keep its counters in the totals."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """Remove the metrics directory when it is a temporary one this configuration made."""
+    if _own_metrics_dir:
+        shutil.rmtree(_own_metrics_dir, ignore_errors=True)

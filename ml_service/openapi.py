@@ -173,6 +173,17 @@ def build_spec() -> dict:
         },
     )
     spec.path(
+        path="/metrics",
+        operations={
+            "get": {
+                "operationId": "metrics",
+                "tags": ["operations"],
+                "summary": "Prometheus metrics of every worker (text exposition format).",
+                "responses": {"200": ok("Metrics.", {"type": "string"}, "text/plain")},
+            }
+        },
+    )
+    spec.path(
         path="/openapi.json",
         operations={
             "get": {

@@ -63,6 +63,8 @@ def test_without_user_db_collaborative_and_popular(urls):
         ready = client.get("/health/ready")
         assert ready.status_code == 200
         assert ready.get_json()["status"] == "degraded" and ready.get_json()["degraded"] == ["user_db"]
+        metrics = client.get("/metrics").get_data(as_text=True)
+        assert 'ml_degraded_responses_total{missing="user_db"} 2.0' in metrics
     finally:
         app.extensions["ml_service"].close()
 

@@ -1,0 +1,266 @@
+// ml-service client for Java 17 backends: java.net.http.HttpClient, no third-party jars.
+//
+//   javac -d out MlServiceClient.java && java -cp out MlServiceClient http://localhost:5000 USER_ID OTHER_USER_ID
+//
+// Copy the class into your code (with your JSON library in place of the small Json parser at
+// the end); main() shows a single call, the next page, a batch call and error handling.
+// Only 503 is retried (with backoff, honouring Retry-After).
+
+import java.io.IOException;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.UUID;
+import java.util.stream.Collectors;
+
+public final class MlServiceClient {
+
+    /** A JSON error answer: {"error": {"code", "message", "details"?}}. */
+    public static final class MlServiceException extends Exception {
+        private static final long serialVersionUID = 1L;
+        public final int status;
+        public final String code;
+        public final String requestId;
+
+        MlServiceException(int status, String code, String message, String requestId) {
+            super(status + " " + code + ": " + message + " (request id " + requestId + ")");
+            this.status = status;
+            this.code = code;
+            this.requestId = requestId;
+        }
+    }
+
+    private final String baseUrl;
+    private final HttpClient http;
+    private final Duration timeout;
+    private final int maxRetries;
+    private final long backoffMillis;
+
+    public MlServiceClient(String baseUrl, Duration timeout, int maxRetries, long backoffMillis) {
+        this.baseUrl = baseUrl.replaceAll("/+$", "");
+        this.timeout = timeout;
+        this.maxRetries = maxRetries;
+        this.backoffMillis = backoffMillis;
+        this.http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(3)).build(); // reuse one per application
+    }
+
+    public MlServiceClient(String baseUrl) {
+        this(baseUrl, Duration.ofSeconds(5), 3, 200);
+    }
+
+    /** One page of recommendations for one user. */
+    public Map<String, Object> recommendations(String userId, int limit, int offset)
+            throws IOException, InterruptedException, MlServiceException {
+        String path = "/api/recommendations/" + java.net.URLEncoder.encode(userId, java.nio.charset.StandardCharsets.UTF_8)
+                + "?limit=" + limit + "&offset=" + offset;
+        return call("GET", path, null);
+    }
+
+    /** One page for each of 1-50 users: {"results": {userId: page}, "total_users": n}. */
+    public Map<String, Object> batch(List<UUID> userIds, int limit, int offset)
+            throws IOException, InterruptedException, MlServiceException {
+        String ids = userIds.stream().map(id -> "\"" + id + "\"").collect(Collectors.joining(","));
+        String body = "{\"user_ids\": [" + ids + "], \"limit\": " + limit + ", \"offset\": " + offset + "}";
+        return call("POST", "/api/recommendations/batch", body);
+    }
+
+    @SuppressWarnings("unchecked")
+    private Map<String, Object> call(String method, String path, String jsonBody)
+            throws IOException, InterruptedException, MlServiceException {
+        String requestId = UUID.randomUUID().toString(); // the same id on every retry
+        for (int attempt = 0; ; attempt++) {
+            HttpRequest.Builder request = HttpRequest.newBuilder(URI.create(baseUrl + path))
+                    .timeout(timeout) // throws HttpTimeoutException when the answer takes longer
+                    .header("X-Request-ID", requestId)
+                    .header("Accept", "application/json");
+            if (jsonBody != null) {
+                request.header("Content-Type", "application/json")
+                        .method(method, HttpRequest.BodyPublishers.ofString(jsonBody));
+            } else {
+                request.method(method, HttpRequest.BodyPublishers.noBody());
+            }
+            HttpResponse<String> response = http.send(request.build(), HttpResponse.BodyHandlers.ofString());
+            int status = response.statusCode();
+            if (status == 503 && attempt < maxRetries) {
+                long retryAfter = response.headers().firstValue("Retry-After").map(Long::parseLong).orElse(0L) * 1000;
+                Thread.sleep(Math.min(Math.max(retryAfter, backoffMillis << attempt), 10_000));
+                continue;
+            }
+            if (status >= 200 && status < 300) {
+                return (Map<String, Object>) Json.parse(response.body());
+            }
+            String code = "http_error";
+            String message = response.body();
+            try {
+                Map<String, Object> error = (Map<String, Object>) ((Map<String, Object>) Json.parse(response.body())).get("error");
+                code = (String) error.get("code");
+                message = (String) error.get("message");
+            } catch (RuntimeException notJson) {
+                // keep the raw body
+            }
+            throw new MlServiceException(status, code, message, response.headers().firstValue("X-Request-ID").orElse(null));
+        }
+    }
+
+    @SuppressWarnings("unchecked")
+    private static String firstMediaId(Map<String, Object> page) {
+        List<Object> items = (List<Object>) page.get("recommendations");
+        return (String) ((Map<String, Object>) items.get(0)).get("media_id");
+    }
+
+    @SuppressWarnings("unchecked")
+    public static void main(String[] args) throws Exception {
+        MlServiceClient client = new MlServiceClient(args[0]);
+        String userId = args[1];
+        String otherUserId = args[2];
+
+        Map<String, Object> page = client.recommendations(userId, 5, 0);
+        System.out.println("single " + page.get("user_id") + " count=" + Json.integer(page.get("count"))
+                + " first=" + firstMediaId(page));
+
+        Map<String, Object> next = client.recommendations(userId, 5, 5); // the next page: offset += limit
+        System.out.println("page offset=" + Json.integer(next.get("offset")) + " count=" + Json.integer(next.get("count"))
+                + " first=" + firstMediaId(next));
+
+        Map<String, Object> batch = client.batch(List.of(UUID.fromString(userId), UUID.fromString(otherUserId)), 5, 0);
+        Map<String, Object> results = (Map<String, Object>) batch.get("results");
+        StringBuilder counts = new StringBuilder();
+        for (String id : List.of(userId, otherUserId)) {
+            counts.append(' ').append(id).append(':').append(Json.integer(((Map<String, Object>) results.get(id)).get("count")));
+        }
+        System.out.println("batch total_users=" + Json.integer(batch.get("total_users")) + counts);
+
+        try {
+            client.recommendations("not-a-user-id", 10, 0);
+        } catch (MlServiceException error) { // 400: fix the request, do not retry
+            System.out.println("error " + error.status + " " + error.code);
+        }
+    }
+
+    /** A minimal JSON reader (objects, arrays, strings, numbers, booleans, null) so the example needs no jars. */
+    static final class Json {
+        private final String text;
+        private int pos;
+
+        private Json(String text) {
+            this.text = text;
+        }
+
+        static Object parse(String text) {
+            Json json = new Json(text);
+            Object value = json.value();
+            json.skipSpace();
+            if (json.pos != text.length()) throw json.error("trailing characters");
+            return value;
+        }
+
+        static long integer(Object number) {
+            return ((Number) number).longValue();
+        }
+
+        private Object value() {
+            skipSpace();
+            if (pos >= text.length()) throw error("unexpected end");
+            char c = text.charAt(pos);
+            switch (c) {
+                case '{': return object();
+                case '[': return array();
+                case '"': return string();
+                case 't': return literal("true", Boolean.TRUE);
+                case 'f': return literal("false", Boolean.FALSE);
+                case 'n': return literal("null", null);
+                default: return number();
+            }
+        }
+
+        private Map<String, Object> object() {
+            Map<String, Object> result = new LinkedHashMap<>();
+            pos++;
+            skipSpace();
+            if (peek() == '}') { pos++; return result; }
+            while (true) {
+                skipSpace();
+                String key = string();
+                skipSpace();
+                expect(':');
+                result.put(key, value());
+                skipSpace();
+                if (peek() == ',') { pos++; continue; }
+                expect('}');
+                return result;
+            }
+        }
+
+        private List<Object> array() {
+            List<Object> result = new ArrayList<>();
+            pos++;
+            skipSpace();
+            if (peek() == ']') { pos++; return result; }
+            while (true) {
+                result.add(value());
+                skipSpace();
+                if (peek() == ',') { pos++; continue; }
+                expect(']');
+                return result;
+            }
+        }
+
+        private String string() {
+            expect('"');
+            StringBuilder out = new StringBuilder();
+            while (true) {
+                if (pos >= text.length()) throw error("unterminated string");
+                char c = text.charAt(pos++);
+                if (c == '"') return out.toString();
+                if (c != '\\') { out.append(c); continue; }
+                char e = text.charAt(pos++);
+                switch (e) {
+                    case 'n': out.append('\n'); break;
+                    case 't': out.append('\t'); break;
+                    case 'r': out.append('\r'); break;
+                    case 'b': out.append('\b'); break;
+                    case 'f': out.append('\f'); break;
+                    case 'u': out.append((char) Integer.parseInt(text.substring(pos, pos + 4), 16)); pos += 4; break;
+                    default: out.append(e); // " \ /
+                }
+            }
+        }
+
+        private Number number() {
+            int start = pos;
+            while (pos < text.length() && "+-0123456789.eE".indexOf(text.charAt(pos)) >= 0) pos++;
+            String n = text.substring(start, pos);
+            if (n.isEmpty()) throw error("unexpected character");
+            return n.matches("-?\\d+") ? (Number) Long.valueOf(n) : (Number) Double.valueOf(n);
+        }
+
+        private Object literal(String word, Object value) {
+            if (!text.startsWith(word, pos)) throw error("unexpected character");
+            pos += word.length();
+            return value;
+        }
+
+        private void expect(char c) {
+            if (peek() != c) throw error("expected '" + c + "'");
+            pos++;
+        }
+
+        private char peek() {
+            return pos < text.length() ? text.charAt(pos) : '\0';
+        }
+
+        private void skipSpace() {
+            while (pos < text.length() && Character.isWhitespace(text.charAt(pos))) pos++;
+        }
+
+        private IllegalArgumentException error(String what) {
+            return new IllegalArgumentException("invalid JSON at " + pos + ": " + what);
+        }
+    }
+}

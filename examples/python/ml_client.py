@@ -1,0 +1,86 @@
+"""ml-service client for Python backends (requests).
+
+    python ml_client.py http://localhost:5000 USER_ID OTHER_USER_ID
+
+Copy the MlServiceClient class into your code; main() shows a single call, the next page,
+a batch call and error handling. Only 503 is retried (with backoff, honouring Retry-After):
+every other error means the request itself must change.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+
+import requests
+
+
+class MlServiceError(Exception):
+    """A JSON error answer: {"error": {"code", "message", "details"?}}."""
+
+    def __init__(self, status: int, code: str, message: str, request_id: str | None) -> None:
+        super().__init__(f"{status} {code}: {message} (request id {request_id})")
+        self.status, self.code, self.message, self.request_id = status, code, message, request_id
+
+
+class MlServiceClient:
+    """Calls ml-service with timeouts, a request id per call and retries on 503 only."""
+
+    def __init__(self, base_url: str, timeout: float = 5.0, max_retries: int = 3, backoff: float = 0.2) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = (3.05, timeout)  # (connect, read) seconds
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.session = requests.Session()  # keeps connections alive between calls
+
+    def recommendations(self, user_id: str, limit: int = 10, offset: int = 0) -> dict:
+        """One page of recommendations for one user."""
+        return self._call("GET", f"/api/recommendations/{user_id}", params={"limit": limit, "offset": offset})
+
+    def batch(self, user_ids: list[str], limit: int = 10, offset: int = 0) -> dict:
+        """One page for each of 1-50 users: {"results": {user_id: page}, "total_users": n}."""
+        return self._call("POST", "/api/recommendations/batch", json={"user_ids": user_ids, "limit": limit, "offset": offset})
+
+    def _call(self, method: str, path: str, **kwargs) -> dict:
+        request_id = uuid.uuid4().hex  # the same id on every retry: one line per attempt in the service log
+        for attempt in range(self.max_retries + 1):
+            response = self.session.request(
+                method, self.base_url + path, headers={"X-Request-ID": request_id}, timeout=self.timeout, **kwargs
+            )
+            if response.status_code == 503 and attempt < self.max_retries:
+                retry_after = float(response.headers.get("Retry-After", 0))
+                time.sleep(min(max(retry_after, self.backoff * 2**attempt), 10.0))
+                continue
+            if response.ok:
+                return response.json()
+            try:
+                error = response.json()["error"]
+            except (ValueError, KeyError, TypeError):
+                error = {"code": "http_error", "message": response.text[:200]}
+            raise MlServiceError(response.status_code, error["code"], error["message"], response.headers.get("X-Request-ID"))
+        raise AssertionError("unreachable")
+
+
+def main(base_url: str, user_id: str, other_user_id: str) -> int:
+    client = MlServiceClient(base_url)
+
+    page = client.recommendations(user_id, limit=5)
+    print(f"single {page['user_id']} count={page['count']} first={page['recommendations'][0]['media_id']}")
+
+    following = client.recommendations(user_id, limit=5, offset=5)  # the next page: offset += limit
+    print(f"page offset={following['offset']} count={following['count']} first={following['recommendations'][0]['media_id']}")
+
+    batch = client.batch([user_id, other_user_id], limit=5)
+    counts = " ".join(f"{uid}:{batch['results'][uid]['count']}" for uid in (user_id, other_user_id))
+    print(f"batch total_users={batch['total_users']} {counts}")
+
+    try:
+        client.recommendations("not-a-user-id")
+    except MlServiceError as error:  # 400: fix the request, do not retry
+        print(f"error {error.status} {error.code}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:4]))

@@ -1,0 +1,194 @@
+"""Prometheus metrics at /metrics: HTTP requests by URL rule, recommendations, pools, model age.
+
+Under Gunicorn every worker writes its samples to files in PROMETHEUS_MULTIPROC_DIR (prepared
+and cleaned by gunicorn.conf.py before the workers start) and whichever worker answers
+/metrics adds up the files of all workers; gunicorn.conf.py's child_exit hook marks a dead
+worker so that its "live" gauges disappear. Without that variable (the Flask test client, a
+single process) each app has a registry of its own.
+
+Requests are labelled by URL rule (`/api/recommendations/<user_id:user_id>`), never by path, so user
+ids never become label values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Any, Iterable
+
+from flask import Flask, request
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_flask_exporter import PrometheusMetrics
+from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class ServiceMetrics:
+    """The service's own metrics (the exporter adds flask_http_request_* itself)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.recommendation_seconds = Histogram(
+            "ml_recommendation_duration_seconds",
+            "Time spent ranking recommendations (queries + scoring), per endpoint",
+            ["endpoint"], buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.items = Counter(
+            "ml_recommended_items_total", "Recommended items served, by source (hybrid or popular)", ["source"], registry=r
+        )
+        self.pages = Counter(
+            "ml_recommendation_pages_total",
+            "Pages served per user and endpoint, by how much popular fallback filled them (none, partial, full)",
+            ["endpoint", "fallback"], registry=r,
+        )
+        self.degraded = Counter(
+            "ml_degraded_responses",
+            "Answers served without some part, by what was missing (user_db, engagement_db, model, model_stale)",
+            ["missing"], registry=r,
+        )
+        pool = ["database"]
+        # Gauges: "livesum" adds up the live workers, and forgets a worker once it has exited.
+        self.pool_max = Gauge("ml_db_pool_max_connections", "Pool size limit, summed over workers", pool,
+                              multiprocess_mode="livesum", registry=r)
+        self.pool_size = Gauge("ml_db_pool_connections", "Open connections, summed over workers", pool,
+                               multiprocess_mode="livesum", registry=r)
+        self.pool_in_use = Gauge("ml_db_pool_connections_in_use", "Connections lent to requests, summed over workers",
+                                 pool, multiprocess_mode="livesum", registry=r)
+        self.pool_requests = Counter("ml_db_pool_requests", "Connections requested from the pool", pool, registry=r)
+        self.pool_waits = Counter("ml_db_pool_waits", "Requests that had to wait for a connection", pool, registry=r)
+        self.pool_wait_seconds = Counter("ml_db_pool_wait_seconds", "Time spent waiting for a connection", pool,
+                                         registry=r)
+        self.pool_timeouts = Counter("ml_db_pool_errors", "Requests that got no connection (timeout, pool closed)",
+                                     pool, registry=r)
+        self.model_version = Gauge("ml_model_version", "Oldest model version any live worker serves",
+                                   multiprocess_mode="livemin", registry=r)
+        self.model_built = Gauge("ml_model_built_timestamp_seconds",
+                                 "Build time (Unix seconds) of the oldest model any live worker serves",
+                                 multiprocess_mode="livemin", registry=r)
+        self.model_age = Gauge("ml_model_age_seconds",
+                               "Age of the oldest model any live worker serves, as of that worker's last request",
+                               multiprocess_mode="livemax", registry=r)
+        self._pool_cache: dict = {}
+        self.workers_without_model = Gauge("ml_workers_without_model", "Live workers that have no model loaded",
+                                           multiprocess_mode="livesum", registry=r)
+
+    def observe_degraded(self, degraded: Iterable[str]) -> None:
+        """Count one degraded answer under each part it lacked."""
+        for missing in degraded:
+            self.degraded.labels(missing).inc()
+
+    def observe_pages(self, endpoint: str, pages: Iterable[Any]) -> None:
+        """Count the items of each page by source, and each page by how much fallback it needed."""
+        for page in pages:
+            sources = [item.source for item in page.items]
+            popular = sources.count("popular")
+            hybrid = len(sources) - popular
+            if hybrid:
+                self.items.labels("hybrid").inc(hybrid)
+            if popular:
+                self.items.labels("popular").inc(popular)
+            fallback = "none" if popular == 0 else ("full" if hybrid == 0 else "partial")
+            self.pages.labels(endpoint, fallback).inc()
+
+    def update_pools(self, pools) -> None:
+        """Move the pools' counters (reset by pop_stats) into ours and set the gauges (after every request)."""
+        seen = set()
+        for name, pool in pools.by_name().items():
+            if id(pool) in seen:  # model_db is engagement_db's pool unless MODEL_DB_URL differs
+                continue
+            seen.add(id(pool))
+            stats = pool.pop_stats()
+            gauges, counters = self._pool_children(name)
+            size = stats.get("pool_size", 0)
+            for gauge, value in zip(gauges, (stats.get("pool_max", 0), size, size - stats.get("pool_available", 0))):
+                gauge.set(value)
+            for counter, key, scale in counters:
+                if stats.get(key):
+                    counter.inc(stats[key] * scale)
+
+    def _pool_children(self, name: str):
+        # Labelled children looked up once per database: this runs after every request.
+        children = self._pool_cache.get(name)
+        if children is None:
+            gauges = (self.pool_max.labels(name), self.pool_size.labels(name), self.pool_in_use.labels(name))
+            counters = (
+                (self.pool_requests.labels(name), "requests_num", 1),
+                (self.pool_waits.labels(name), "requests_queued", 1),
+                (self.pool_wait_seconds.labels(name), "requests_wait_ms", 0.001),
+                (self.pool_timeouts.labels(name), "requests_errors", 1),
+            )
+            children = self._pool_cache[name] = (gauges, counters)
+        return children
+
+    def update_model(self, model) -> None:
+        """Report the model this worker has in memory (None: none loaded yet)."""
+        if model is None:
+            self.workers_without_model.set(1)
+            return
+        self.workers_without_model.set(0)
+        built = model.info.built_at.timestamp()
+        self.model_version.set(model.info.version)
+        self.model_built.set(built)
+        self.model_age.set(max(0.0, time.time() - built))
+
+
+class InstrumentedRecommender:
+    """Wraps the recommendation service: times each call and counts what it served."""
+
+    def __init__(self, inner, metrics: ServiceMetrics) -> None:
+        self._inner = inner
+        self._metrics = metrics
+
+    def recommend(self, *args, **kwargs):
+        """RecommendationService.recommend, measured as endpoint "single"."""
+        with self._metrics.recommendation_seconds.labels("single").time():
+            page = self._inner.recommend(*args, **kwargs)
+        self._metrics.observe_pages("single", [page])
+        self._metrics.observe_degraded(page.degraded)
+        return page
+
+    def recommend_many(self, *args, **kwargs):
+        """RecommendationService.recommend_many, measured as endpoint "batch"."""
+        with self._metrics.recommendation_seconds.labels("batch").time():
+            pages = self._inner.recommend_many(*args, **kwargs)
+        self._metrics.observe_pages("batch", pages.values())
+        # One answer for the batch: every page of it lacks the same parts.
+        self._metrics.observe_degraded(next(iter(pages.values())).degraded if pages else ())
+        return pages
+
+    def __getattr__(self, name: str):
+        return getattr(self._inner, name)
+
+
+def register_metrics(app: Flask) -> ServiceMetrics:
+    """Serve /metrics and instrument requests, the recommender, the pools and the model."""
+    registry = CollectorRegistry()
+    options = dict(group_by="url_rule", registry=registry, buckets=LATENCY_BUCKETS)
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        exporter = GunicornInternalPrometheusMetrics(app, **options)
+    else:
+        exporter = PrometheusMetrics(app, **options)
+    metrics = ServiceMetrics(exporter.registry)
+    runtime = app.extensions["ml_service"]
+    runtime = dataclasses.replace(runtime, recommender=InstrumentedRecommender(runtime.recommender, metrics))
+    app.extensions["ml_service"] = runtime
+    app.extensions["ml_service.metrics"] = metrics
+    metrics.update_pools(runtime.pools)
+    metrics.update_model(runtime.models.loaded)
+
+    def refresh_gauges(response=None):
+        current = app.extensions["ml_service"]
+        metrics.update_pools(current.pools)
+        metrics.update_model(current.models.loaded)
+        return response
+
+    @app.before_request
+    def before_scrape():
+        # The worker that answers a scrape reports its own state as of now.
+        if request.url_rule is not None and request.url_rule.rule == "/metrics":
+            refresh_gauges()
+
+    app.after_request(refresh_gauges)
+    return metrics
