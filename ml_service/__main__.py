@@ -1,4 +1,4 @@
-"""Command line: python -m ml_service {init-db, import-movielens, refresh, demo}."""
+"""Command line: python -m ml_service {init-db, import-movielens, refresh, demo, evaluate}."""
 
 from __future__ import annotations
 
@@ -23,6 +23,13 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--data", type=Path, default=Path("data/ml-latest-small"))
     demo.add_argument("--pgdata", type=Path, default=Path(".demo/pgdata"))
     demo.add_argument("--bind", default="127.0.0.1:5000")
+    evaluate = commands.add_parser(
+        "evaluate", help="offline evaluation of the service against baselines on a temporal split (requirements-eval.txt)"
+    )
+    evaluate.add_argument("--data", type=Path, default=Path("data/ml-latest-small"), help="a MovieLens directory")
+    evaluate.add_argument("--k", type=int, default=10, help="list length the metrics are computed at")
+    evaluate.add_argument("--out", type=Path, help="directory for metrics.json, report.md and ndcg.png")
+    evaluate.add_argument("--pgdata", type=Path, default=Path(".eval/pgdata"), help="embedded server directory")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -30,6 +37,13 @@ def main(argv: list[str] | None = None) -> int:
         from ml_service.demo import run_demo
 
         return run_demo(args.data, args.pgdata, args.bind)
+    if args.command == "evaluate":
+        if args.k < 1:
+            parser.error("--k must be at least 1")
+        from services.evaluation.run import evaluate as run_evaluation
+
+        run_evaluation(args.data, args.k, args.out, args.pgdata)
+        return 0
     try:
         settings = Settings.from_env()
     except ConfigError as error:
@@ -67,6 +81,8 @@ def run_refresh(settings: Settings, progress: bool = True) -> int:
             EngagementRepository(pools.engagement),
             ModelRepository(pools.model),
             neighbours_k=settings.neighbours_k,
+            user_damping=settings.neighbours_user_damping,
+            shrinkage=settings.neighbours_shrinkage,
             half_life_days=settings.popularity_half_life_days,
             progress=progress,
         )

@@ -61,6 +61,7 @@ def build_runtime(settings: Settings, pools: Pools | None = None) -> Runtime:
         engagement=engagement,
         models=models,
         weights=Weights(content=settings.content_weight, collaborative=settings.collaborative_weight),
+        history_weighting=settings.history_weighting,
         availability=availability,
         fallback=FallbackModels(engagement, catalog, availability),
     )

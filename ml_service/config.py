@@ -45,6 +45,14 @@ class Settings:
     collaborative_weight: float = 0.6
     # Neighbours kept per media by the refresh job.
     neighbours_k: int = 50
+    # Neighbour similarity: each user's co-interactions count 1 / ln(1 + their positive media)
+    # to this power (0: every user counts 1), and the cosine denominator gets this shrinkage
+    # added, so pairs seen together by few users rank below well-supported ones.
+    neighbours_user_damping: float = 1.0
+    neighbours_shrinkage: float = 2.0
+    # How a user's interaction values weigh their positive media: "centred" on the user's
+    # own mean and spread, or "raw".
+    history_weighting: str = "centred"
     # Popularity counts a positive interaction with weight 0.5 ** (age / half-life), the age
     # measured from the newest interaction in the data, not from the wall clock.
     popularity_half_life_days: float = 365.0
@@ -98,6 +106,10 @@ class Settings:
             raise ConfigError("CONTENT_WEIGHT and COLLABORATIVE_WEIGHT must be >= 0")
         if self.neighbours_k < 1:
             raise ConfigError("NEIGHBOURS_K must be >= 1")
+        if self.neighbours_user_damping < 0 or self.neighbours_shrinkage < 0:
+            raise ConfigError("NEIGHBOURS_USER_DAMPING and NEIGHBOURS_SHRINKAGE must be >= 0")
+        if self.history_weighting not in ("centred", "raw"):
+            raise ConfigError("HISTORY_WEIGHTING must be centred or raw")
         if self.popularity_half_life_days <= 0:
             raise ConfigError("POPULARITY_HALF_LIFE_DAYS must be > 0")
         if self.pool_max_waiting < 0 or self.db_probe_interval <= 0 or self.model_max_age_hours < 0:

@@ -73,6 +73,7 @@ class RecommendationService:
         weights: scoring.Weights,
         availability: Availability,
         fallback: FallbackModels,
+        history_weighting: str = "centred",
     ) -> None:
         self._users = users
         self._catalog = catalog
@@ -81,6 +82,7 @@ class RecommendationService:
         self._weights = weights
         self._availability = availability
         self._fallback = fallback
+        self._history_weighting = history_weighting
 
     def recommend(self, user_id: UUID, limit: int = 10, offset: int = 0) -> Recommendations:
         """A page of recommendations for one user."""
@@ -99,7 +101,7 @@ class RecommendationService:
         for user_id in user_ids:
             profile = profiles.get(user_id)
             signals = scoring.user_signals(
-                model, profile.genres if profile else (), histories.get(user_id, ())
+                model, profile.genres if profile else (), histories.get(user_id, ()), self._history_weighting
             )
             rankings[user_id] = scoring.rank_for_user(model, signals, self._weights, offset + limit + DELETED_SLACK)
         candidate_idx = {int(i) for ranking in rankings.values() for i in ranking.media_idx}

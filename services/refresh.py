@@ -42,13 +42,20 @@ def refresh(
     neighbours_k: int,
     half_life_days: float,
     progress: bool = True,
+    user_damping: float = 0.0,
+    shrinkage: float = 0.0,
 ) -> int:
-    """Build a model from the current databases and publish it; returns its version."""
+    """Build a model from the current databases and publish it; returns its version.
+
+    user_damping and shrinkage shape the neighbour similarity (see cosine_neighbours).
+    """
     started = time.perf_counter()
     media_ids, genres = catalog.live_media_genres()
     interactions = read_interactions(engagement, media_ids, progress)
     popularity = popularity_scores(interactions, len(media_ids), half_life_days)
-    nb_media, nb_idx, nb_sim = cosine_neighbours(interactions, len(media_ids), neighbours_k, progress)
+    nb_media, nb_idx, nb_sim = cosine_neighbours(
+        interactions, len(media_ids), neighbours_k, progress, user_damping=user_damping, shrinkage=shrinkage
+    )
     newest = int(interactions.newest.max()) if len(interactions.newest) else None
     model = NewModel(
         media_ids=media_ids,
@@ -125,13 +132,34 @@ def popularity_scores(interactions: Interactions, media_count: int, half_life_da
     return np.bincount(interactions.media[positive], weights=decay, minlength=media_count).astype(np.float32)
 
 
+def user_weights(matrix: sp.csr_matrix, damping: float) -> np.ndarray:
+    """Per user (row), 1 / ln(1 + positive media) ** damping: how much their co-interactions count.
+
+    Someone who engaged with a thousand media says little about any one pair of them
+    (inverse user frequency); damping 0 gives every user weight 1.
+    """
+    per_user = np.diff(matrix.indptr).astype(np.float64)
+    if damping == 0:
+        return np.ones(len(per_user), dtype=np.float32)
+    return np.divide(1.0, np.log1p(per_user) ** damping, out=np.zeros_like(per_user), where=per_user > 0).astype(
+        np.float32
+    )
+
+
 def cosine_neighbours(
-    interactions: Interactions, media_count: int, k: int, progress: bool = True
+    interactions: Interactions,
+    media_count: int,
+    k: int,
+    progress: bool = True,
+    user_damping: float = 0.0,
+    shrinkage: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Top-k neighbours of every media by cosine similarity of their sets of positive users.
 
-    similarity(i, j) = |users(i) ∩ users(j)| / sqrt(|users(i)| · |users(j)|). Returns three
-    aligned arrays (media, neighbour, similarity), only pairs with similarity > 0.
+    similarity(i, j) = Σ_{u ∈ users(i) ∩ users(j)} w(u) / (sqrt(|users(i)| · |users(j)|) + shrinkage)
+    with w from `user_weights(·, user_damping)`; with both 0 this is the plain cosine
+    |users(i) ∩ users(j)| / sqrt(|users(i)| · |users(j)|). Returns three aligned arrays
+    (media, neighbour, similarity), only pairs with similarity > 0.
     """
     positive = interactions.positive
     users = interactions.user[positive]
@@ -146,8 +174,9 @@ def cosine_neighbours(
     matrix.sum_duplicates()
     matrix.data[:] = 1.0
     by_media = matrix.T.tocsr()
+    if user_damping:
+        matrix = sp.diags(user_weights(matrix, user_damping)) @ matrix
     norms = np.sqrt(np.diff(by_media.indptr).astype(np.float32))
-    inverse_norms = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
     block = max(1, SIMILARITY_BLOCK_CELLS // media_count)
     out_media, out_idx, out_sim = [], [], []
     keep = min(k, media_count - 1)
@@ -156,7 +185,9 @@ def cosine_neighbours(
     for start in tqdm(range(0, media_count, block), desc="building neighbours", unit=" blocks", disable=not progress):
         stop = min(start + block, media_count)
         counts = (by_media[start:stop] @ matrix).toarray()
-        similarity = counts * inverse_norms[start:stop, None] * inverse_norms[None, :]
+        denominator = norms[start:stop, None] * norms[None, :] + shrinkage
+        # 0 where a media has no positive users (and so no co-interactions either)
+        similarity = np.divide(counts, denominator, out=np.zeros_like(counts), where=denominator > 0)
         rows = np.arange(stop - start)
         similarity[rows, rows + start] = 0.0  # a media is not its own neighbour
         top = np.argpartition(-similarity, keep - 1, axis=1)[:, :keep]

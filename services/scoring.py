@@ -19,6 +19,14 @@ MIN_HYBRID_SCORE = 1e-6
 # Popularity breaks ties between equal hybrid scores without ever outweighing a real
 # difference: it adds at most this much to the ranking key.
 POPULARITY_TIEBREAK = 1e-9
+# How a user's interaction values weigh their positive media (Settings.history_weighting):
+# "centred" by the user's own mean and spread, or the "raw" values.
+HISTORY_WEIGHTINGS = ("centred", "raw")
+# Centred weights: max(z · n / (n + CENTRED_PRIOR_COUNT) + CENTRED_OFFSET, 0) + CENTRED_FLOOR,
+# z in the user's standard deviations, n the user's positive media.
+CENTRED_OFFSET = 0.5
+CENTRED_FLOOR = 0.05
+CENTRED_PRIOR_COUNT = 10
 
 
 @dataclass(frozen=True)
@@ -65,11 +73,14 @@ def media_indices(model: ModelData, media_ids: Iterable[UUID]) -> tuple[np.ndarr
     return idx_clipped, model.media_ids[idx_clipped] == raw
 
 
-def user_signals(model: ModelData, genres: Iterable[str], history: Iterable[Interaction]) -> UserSignals:
+def user_signals(
+    model: ModelData, genres: Iterable[str], history: Iterable[Interaction], history_weighting: str = "centred"
+) -> UserSignals:
     """Aggregate a user's interactions per media and map everything to model indices.
 
-    A media's positive weight is its largest LIKE/WATCH interaction value (1 when the value
-    is missing); a media the user ever disliked carries no positive weight.
+    A media's value is its largest LIKE/WATCH interaction value (1 when the value is missing);
+    a media the user ever disliked carries no positive weight. The positive weights are those
+    values centred on the user (see `centred_weights`) or, with history_weighting="raw", as is.
     """
     weight: dict[UUID, float] = {}
     disliked: set[UUID] = set()
@@ -84,6 +95,8 @@ def user_signals(model: ModelData, genres: Iterable[str], history: Iterable[Inte
     positives = [m for m in weight if m not in disliked and weight[m] > 0]
     positive_idx, positive_known = media_indices(model, positives)
     positive_weight = np.array([weight[m] for m in positives], dtype=np.float64)
+    if history_weighting == "centred":
+        positive_weight = centred_weights(positive_weight)
     genres = set(genres)
     genre_idx = np.array([i for i, name in enumerate(model.genre_names) if name in genres], dtype=np.int64)
     return UserSignals(
@@ -93,6 +106,23 @@ def user_signals(model: ModelData, genres: Iterable[str], history: Iterable[Inte
         genre_idx=genre_idx,
         genre_count=len(genres),
     )
+
+
+def centred_weights(values: np.ndarray) -> np.ndarray:
+    """Weights from one user's values, relative to that user: max(z · n / (n + 10) + 0.5, 0) + 0.05.
+
+    z is each value in standard deviations from the user's mean, so a generous rater's 4 and
+    a strict rater's 4 stop meaning the same, and what the user liked most leads. The mean and
+    spread of a short history say little, so z is shrunk by n / (n + 10) (n values): a new
+    user's media weigh nearly alike. The result does not depend on the value scale (stars,
+    percent watched); all-equal values weigh the same; the floor keeps every media in play.
+    """
+    n = len(values)
+    if n == 0:
+        return values
+    spread = values.std()
+    z = (values - values.mean()) / spread if spread > 0 else np.zeros_like(values)
+    return np.maximum(z * (n / (n + CENTRED_PRIOR_COUNT)) + CENTRED_OFFSET, 0.0) + CENTRED_FLOOR
 
 
 def collaborative_scores(model: ModelData, positive_idx: np.ndarray, positive_weight: np.ndarray) -> np.ndarray:

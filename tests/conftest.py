@@ -140,7 +140,9 @@ def wait_for_http(url: str, process: subprocess.Popen, log: Path, timeout: float
         try:
             if requests.get(url, timeout=5).status_code == 200:
                 return
-        except (requests.ConnectionError, requests.Timeout):  # a worker still loading the model may be slow
+        except (requests.ConnectionError, requests.Timeout):
+            # Gunicorn's master accepts connections before a worker can answer (slow on a
+            # loaded machine): not ready yet, poll again until the deadline.
             pass
         time.sleep(0.2)
     process.kill()

@@ -34,6 +34,9 @@ def test_defaults_are_the_documented_weights():
         ("POOL_MIN_SIZE", "9", "POOL_MIN_SIZE <= POOL_MAX_SIZE"),
         ("NEIGHBOURS_K", "0", "NEIGHBOURS_K"),
         ("CONTENT_WEIGHT", "-1", "CONTENT_WEIGHT"),
+        ("NEIGHBOURS_SHRINKAGE", "-1", "NEIGHBOURS_SHRINKAGE"),
+        ("NEIGHBOURS_USER_DAMPING", "-0.5", "NEIGHBOURS_USER_DAMPING"),
+        ("HISTORY_WEIGHTING", "loud", "HISTORY_WEIGHTING"),
     ],
 )
 def test_malformed_values_fail_at_start_up(name, value, message):

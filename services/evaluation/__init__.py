@@ -1,0 +1,1 @@
+"""Offline evaluation: temporal split, metrics, baselines and the run that compares them."""

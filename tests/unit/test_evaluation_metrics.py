@@ -1,0 +1,67 @@
+"""Ranking metrics against small examples computed by hand."""
+
+import math
+
+import pytest
+
+from services.evaluation.metrics import (
+    average_precision_at_k,
+    ndcg_at_k,
+    precision_at_k,
+    recall_at_k,
+    summarise,
+)
+
+# Relevant items 1, 2 and 3; the list hits at ranks 1 and 3 (items 1 and 3).
+RECOMMENDED = [1, 9, 3, 8]
+RELEVANT = frozenset({1, 2, 3})
+
+
+def test_precision_divides_hits_by_k_even_for_a_short_list():
+    assert precision_at_k(RECOMMENDED, RELEVANT, 4) == pytest.approx(2 / 4)
+    assert precision_at_k([1], RELEVANT, 4) == pytest.approx(1 / 4)
+
+
+def test_recall_divides_hits_by_all_relevant_items():
+    assert recall_at_k(RECOMMENDED, RELEVANT, 4) == pytest.approx(2 / 3)
+    assert recall_at_k(RECOMMENDED, RELEVANT, 2) == pytest.approx(1 / 3)
+
+
+def test_ndcg_uses_log2_discount_and_the_ideal_ordering():
+    dcg = 1 / math.log2(2) + 1 / math.log2(4)  # hits at ranks 1 and 3
+    ideal = 1 / math.log2(2) + 1 / math.log2(3) + 1 / math.log2(4)  # three relevant in the first three
+    assert ndcg_at_k(RECOMMENDED, RELEVANT, 4) == pytest.approx(dcg / ideal)
+    assert ndcg_at_k([1, 2, 3], RELEVANT, 3) == pytest.approx(1.0)
+    assert ndcg_at_k([7, 8], RELEVANT, 2) == 0.0
+
+
+def test_ndcg_ideal_is_capped_at_k():
+    # Only 1 slot: a hit at rank 1 is perfect, although 3 items are relevant.
+    assert ndcg_at_k([2], RELEVANT, 1) == pytest.approx(1.0)
+
+
+def test_average_precision_averages_precision_at_each_hit_over_min_relevant_k():
+    # precision@1 = 1, precision@3 = 2/3; min(|relevant| = 3, k = 4) = 3
+    assert average_precision_at_k(RECOMMENDED, RELEVANT, 4) == pytest.approx((1 + 2 / 3) / 3)
+    # k = 2: one hit at rank 1, min(3, 2) = 2
+    assert average_precision_at_k(RECOMMENDED, RELEVANT, 2) == pytest.approx(1 / 2)
+
+
+def test_summary_means_over_users_and_counts_coverage():
+    recommendations = {10: [1, 9], 11: [5]}  # user 12 got nothing
+    relevant = {10: frozenset({1}), 11: frozenset({6}), 12: frozenset({1})}
+    summary = summarise(recommendations, relevant, [10, 11, 12], 2)
+    assert summary["users"] == 3
+    assert summary["precision"] == pytest.approx((1 / 2) / 3)
+    assert summary["recall"] == pytest.approx(1 / 3)
+    assert summary["ndcg"] == pytest.approx(1 / 3)
+    assert summary["map"] == pytest.approx(1 / 3)
+    assert summary["catalog_coverage"] == 3  # items 1, 9, 5
+    assert summary["user_coverage"] == pytest.approx(1 / 3)  # only user 10 got 2 items
+
+
+def test_summary_of_an_empty_slice_has_no_means():
+    summary = summarise({}, {}, [], 10)
+    assert summary["users"] == 0
+    assert summary["ndcg"] is None and summary["user_coverage"] is None
+    assert summary["catalog_coverage"] == 0
