@@ -36,6 +36,27 @@ class CatalogRepository:
             ).fetchall()
         return {row[0]: Media(row[0], row[1], row[2], row[3], row[4], tuple(row[5])) for row in rows}
 
+    def newest_media(self, limit: int) -> list[Media]:
+        """The `limit` most recently released live media, newest first, with their genres."""
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                """
+                SELECT m.id, m.title, m.media_type, m.release_year, m.cover_url,
+                       coalesce(array_agg(g.genre_name ORDER BY g.genre_name)
+                                FILTER (WHERE g.genre_name IS NOT NULL), '{}')
+                  FROM (SELECT *
+                          FROM medias
+                         WHERE deleted_at IS NULL
+                      ORDER BY release_year DESC NULLS LAST, id
+                         LIMIT %s) AS m
+             LEFT JOIN tb_media_genre g ON g.media_id = m.id
+              GROUP BY m.id, m.title, m.media_type, m.release_year, m.cover_url
+              ORDER BY m.release_year DESC NULLS LAST, m.id
+                """,
+                (limit,),
+            ).fetchall()
+        return [Media(row[0], row[1], row[2], row[3], row[4], tuple(row[5])) for row in rows]
+
     def live_media_genres(self) -> tuple[np.ndarray, dict[bytes, list[str]]]:
         """All live media ids (numpy V16, sorted) and each one's genres; for the refresh job."""
         with self._pool.connection() as conn:

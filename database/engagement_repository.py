@@ -39,6 +39,29 @@ class EngagementRepository:
             for user_id, media, kinds, values, timestamps in rows
         }
 
+    def recently_popular_media(self, recent: int, limit: int) -> list[tuple[UUID, int]]:
+        """The `limit` media with most positive interactions among the `recent` newest ones, most first.
+
+        Bounded work for serving without a model (services/fallback_model.py); the sort over
+        "timestamp" is cheap with an index on it, and statement_timeout caps it without one.
+        """
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                """
+                SELECT media_id, count(*) AS positives
+                  FROM (SELECT media_id
+                          FROM interaction
+                         WHERE type IN ('LIKE', 'WATCH')
+                      ORDER BY "timestamp" DESC
+                         LIMIT %s) AS recent
+              GROUP BY media_id
+              ORDER BY positives DESC, media_id
+                 LIMIT %s
+                """,
+                (recent, limit),
+            ).fetchall()
+        return [(media_id, positives) for media_id, positives in rows]
+
     def user_media_pairs(self, chunk_rows: int = 1_000_000) -> Iterator[np.ndarray]:
         """Every (user, media) pair with interactions, ordered by user: for the refresh job.
 

@@ -10,6 +10,13 @@ from psycopg_pool import ConnectionPool
 
 from ml_service.config import Settings
 
+# Seconds a pool keeps retrying a failed connection in the background (1 s, then 2 s apart)
+# before it leaves reconnecting to the next request that needs one. psycopg_pool's default
+# (5 minutes with exponential backoff) could leave a pool waiting half a minute after its
+# database came back; a short one lets the availability probe (services/availability.py)
+# reconnect within a second or two.
+RECONNECT_TIMEOUT = 2.0
+
 
 @dataclass(frozen=True)
 class Pools:
@@ -62,6 +69,10 @@ def open_pools(settings: Settings, connection_class: type[psycopg.Connection] = 
             min_size=settings.pool_min_size,
             max_size=settings.pool_max_size,
             timeout=settings.pool_timeout,
+            # Overload or a hung database: the next request is refused at once (TooManyRequests,
+            # answered 503) rather than queueing for POOL_TIMEOUT.
+            max_waiting=settings.pool_max_waiting,
+            reconnect_timeout=RECONNECT_TIMEOUT,
             # A connection broken by a database restart is detected and replaced before use.
             check=check_connection,
             kwargs={

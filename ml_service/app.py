@@ -17,6 +17,9 @@ from ml_service.errors import register_error_handlers
 from ml_service.metrics import register_metrics
 from ml_service.openapi import register_openapi
 from ml_service.request_log import register_request_logging
+from ml_service.security import register_security
+from services.availability import Availability, Breaker
+from services.fallback_model import FallbackModels
 from services.model_store import ModelStore
 from services.recommendation_service import RecommendationService
 from services.scoring import Weights
@@ -32,25 +35,46 @@ class Runtime:
     pools: Pools
     models: ModelStore
     recommender: RecommendationService
+    availability: Availability
 
     def close(self) -> None:
-        """Release the database connections."""
+        """Stop the availability probes and release the database connections."""
+        self.availability.close()
         self.pools.close()
 
 
 def build_runtime(settings: Settings, pools: Pools | None = None) -> Runtime:
     """Build the service on `pools` (opened from `settings` by default); also used offline."""
     pools = pools or open_pools(settings)
-    models = ModelStore(ModelRepository(pools.model), settings.model_reload_interval)
+    availability = availability_of(pools, settings.db_probe_interval)
+    models = ModelStore(
+        ModelRepository(pools.model),
+        settings.model_reload_interval,
+        breaker=availability["model_db"],
+        max_age_hours=settings.model_max_age_hours,
+    )
+    catalog = CatalogRepository(pools.catalog)
+    engagement = EngagementRepository(pools.engagement)
     recommender = RecommendationService(
         users=UserRepository(pools.user),
-        catalog=CatalogRepository(pools.catalog),
-        engagement=EngagementRepository(pools.engagement),
+        catalog=catalog,
+        engagement=engagement,
         models=models,
         weights=Weights(content=settings.content_weight, collaborative=settings.collaborative_weight),
         history_weighting=settings.history_weighting,
+        availability=availability,
+        fallback=FallbackModels(engagement, catalog, availability),
     )
-    return Runtime(settings, pools, models, recommender)
+    return Runtime(settings, pools, models, recommender, availability)
+
+
+def availability_of(pools: Pools, probe_interval: float) -> Availability:
+    """One breaker per distinct pool; model_db shares engagement_db's when they are one pool."""
+    by_pool: dict[int, Breaker] = {}
+    breakers = {}
+    for name, pool in pools.by_name().items():
+        breakers[name] = by_pool.setdefault(id(pool), Breaker.for_pool(name, pool, probe_interval))
+    return Availability(breakers)
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -66,4 +90,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_openapi(app)
     register_metrics(app)
     register_request_logging(app)
+    register_security(app, settings)
     return app

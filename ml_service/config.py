@@ -35,6 +35,12 @@ class Settings:
     pool_timeout: float = 5.0
     # Server-side cap on any statement the service runs on the request path (milliseconds).
     statement_timeout_ms: int = 5000
+    # Requests allowed to queue for a connection of one pool; one more is answered 503 at once
+    # instead of piling up behind a slow or hung database (0: no cap).
+    pool_max_waiting: int = 8
+    # Seconds between reconnection probes of a database found unavailable; requests skip it
+    # (degraded answers) until a probe succeeds.
+    db_probe_interval: float = 0.5
     content_weight: float = 0.4
     collaborative_weight: float = 0.6
     # Neighbours kept per media by the refresh job.
@@ -52,6 +58,20 @@ class Settings:
     popularity_half_life_days: float = 365.0
     # Seconds between a worker's checks for a newer model in the database.
     model_reload_interval: float = 30.0
+    # A loaded model built longer ago than this (hours) is reported as degraded "model_stale"
+    # (the refresh job is not running); 0 turns the check off.
+    model_max_age_hours: float = 0.0
+    # Comma-separated API keys; when set, every /api/ call needs one in X-API-Key.
+    api_keys: str = ""
+    # Key required in X-API-Key for /metrics; empty leaves /metrics open (e.g. to the cluster).
+    metrics_api_key: str = ""
+    # flask-limiter limit per API key (or client address without one), e.g. "100/second;2000/minute";
+    # empty turns rate limiting off.
+    rate_limit: str = ""
+    # Where the limiter keeps its counters: memory:// (per worker) or redis://host:port/db.
+    rate_limit_storage_url: str = ""
+    # Comma-separated origins allowed by CORS (e.g. https://app.example.com); empty: no CORS headers.
+    cors_origins: str = ""
     log_level: str = "INFO"
 
     @classmethod
@@ -92,6 +112,29 @@ class Settings:
             raise ConfigError("HISTORY_WEIGHTING must be centred or raw")
         if self.popularity_half_life_days <= 0:
             raise ConfigError("POPULARITY_HALF_LIFE_DAYS must be > 0")
+        if self.pool_max_waiting < 0 or self.db_probe_interval <= 0 or self.model_max_age_hours < 0:
+            raise ConfigError("need POOL_MAX_WAITING >= 0, DB_PROBE_INTERVAL > 0 and MODEL_MAX_AGE_HOURS >= 0")
+        if self.rate_limit:
+            from limits import parse_many
+
+            try:
+                parse_many(self.rate_limit)
+            except ValueError:
+                raise ConfigError(f"RATE_LIMIT={self.rate_limit!r} is not a rate limit like '100/second'") from None
+
+    @property
+    def api_key_list(self) -> tuple[str, ...]:
+        """The accepted API keys (empty: /api/ is open)."""
+        return _split(self.api_keys)
+
+    @property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        """The origins CORS allows."""
+        return _split(self.cors_origins)
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
 def _parse(name: str, raw: str, kind: type) -> object:

@@ -21,6 +21,8 @@ HTTP_ERRORS = {
     405: ("method_not_allowed", "this endpoint does not accept that method"),
     413: ("payload_too_large", "the request body is larger than 64 KiB"),
     415: ("unsupported_media_type", "the body must be JSON, sent with Content-Type: application/json"),
+    401: ("unauthorized", "a valid X-API-Key header is required"),
+    429: ("too_many_requests", "rate limit exceeded; retry after the time in Retry-After"),
 }
 DATABASE_RETRY_AFTER = 1
 

@@ -6,7 +6,7 @@ and cleaned by gunicorn.conf.py before the workers start) and whichever worker a
 worker so that its "live" gauges disappear. Without that variable (the Flask test client, a
 single process) each app has a registry of its own.
 
-Requests are labelled by URL rule (`/api/recommendations/<user_id>`), never by path, so user
+Requests are labelled by URL rule (`/api/recommendations/<user_id:user_id>`), never by path, so user
 ids never become label values.
 """
 
@@ -43,6 +43,11 @@ class ServiceMetrics:
             "Pages served per user and endpoint, by how much popular fallback filled them (none, partial, full)",
             ["endpoint", "fallback"], registry=r,
         )
+        self.degraded = Counter(
+            "ml_degraded_responses",
+            "Answers served without some part, by what was missing (user_db, engagement_db, model, model_stale)",
+            ["missing"], registry=r,
+        )
         pool = ["database"]
         # Gauges: "livesum" adds up the live workers, and forgets a worker once it has exited.
         self.pool_max = Gauge("ml_db_pool_max_connections", "Pool size limit, summed over workers", pool,
@@ -68,6 +73,11 @@ class ServiceMetrics:
         self._pool_cache: dict = {}
         self.workers_without_model = Gauge("ml_workers_without_model", "Live workers that have no model loaded",
                                            multiprocess_mode="livesum", registry=r)
+
+    def observe_degraded(self, degraded: Iterable[str]) -> None:
+        """Count one degraded answer under each part it lacked."""
+        for missing in degraded:
+            self.degraded.labels(missing).inc()
 
     def observe_pages(self, endpoint: str, pages: Iterable[Any]) -> None:
         """Count the items of each page by source, and each page by how much fallback it needed."""
@@ -136,6 +146,7 @@ class InstrumentedRecommender:
         with self._metrics.recommendation_seconds.labels("single").time():
             page = self._inner.recommend(*args, **kwargs)
         self._metrics.observe_pages("single", [page])
+        self._metrics.observe_degraded(page.degraded)
         return page
 
     def recommend_many(self, *args, **kwargs):
@@ -143,6 +154,8 @@ class InstrumentedRecommender:
         with self._metrics.recommendation_seconds.labels("batch").time():
             pages = self._inner.recommend_many(*args, **kwargs)
         self._metrics.observe_pages("batch", pages.values())
+        # One answer for the batch: every page of it lacks the same parts.
+        self._metrics.observe_degraded(next(iter(pages.values())).degraded if pages else ())
         return pages
 
     def __getattr__(self, name: str):

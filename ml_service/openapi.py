@@ -29,7 +29,9 @@ ERRORS = {
     405: "`method_not_allowed` (any path, any method it does not list); `Allow` lists the methods it accepts.",
     413: "`payload_too_large`: the body is over 64 KiB.",
     415: "`unsupported_media_type`: the body must be JSON sent with `Content-Type: application/json`.",
-    503: "`database_unavailable` or `model_unavailable`: retry after the `Retry-After` seconds (with backoff).",
+    401: "`unauthorized`: the service requires an API key (API_KEYS) and X-API-Key is missing or wrong.",
+    429: "`too_many_requests`: over the rate limit (RATE_LIMIT); retry after the `Retry-After` seconds.",
+    503: "`database_unavailable` (catalog_db, or overload): retry after the `Retry-After` seconds (with backoff).",
 }
 
 
@@ -93,7 +95,7 @@ def build_spec() -> dict:
     )
     for status, description in ERRORS.items():
         headers = {REQUEST_ID_HEADER: {"$ref": f"#/components/headers/{REQUEST_ID_HEADER}"}}
-        if status == 503:
+        if status in (429, 503):
             headers["Retry-After"] = {"$ref": "#/components/headers/Retry-After"}
         if status == 405:
             headers["Allow"] = {"$ref": "#/components/headers/Allow"}
@@ -131,11 +133,11 @@ def build_spec() -> dict:
             "get": {
                 "operationId": "ready",
                 "tags": ["health"],
-                "summary": "Readiness: every database answers and a model is loaded.",
+                "summary": "Readiness: 200 ready, 200 degraded (`degraded` lists what is missing), 503 without catalog_db.",
                 "parameters": [request_id],
                 "responses": {
-                    "200": ok("Ready to serve recommendations.", "Readiness"),
-                    "503": ok("Not ready; `checks` names what is missing.", "Readiness"),
+                    "200": ok("Ready to serve recommendations, fully or degraded.", "Readiness"),
+                    "503": ok("Cannot serve (catalog_db unavailable); `checks` names what is missing.", "Readiness"),
                 },
             }
         },
@@ -152,7 +154,7 @@ def build_spec() -> dict:
                     {"in": "query", "schema": SingleRequestSchema(exclude=["user_id"])},
                     request_id,
                 ],
-                "responses": {"200": ok("The user's recommendations.", "Recommendations"), **errors(400, 404, 503)},
+                "responses": {"200": ok("The user's recommendations.", "Recommendations"), **errors(400, 401, 404, 429, 503)},
             }
         },
     )
@@ -167,7 +169,7 @@ def build_spec() -> dict:
                 "requestBody": {"required": True, "content": {"application/json": {"schema": "BatchRequest"}}},
                 "responses": {
                     "200": ok("Recommendations keyed by user id.", "BatchResponse"),
-                    **errors(400, 413, 415, 503),
+                    **errors(400, 401, 413, 415, 429, 503),
                 },
             }
         },

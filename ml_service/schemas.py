@@ -9,6 +9,12 @@ MAX_OFFSET = 1000
 MAX_BATCH_USERS = 50
 
 _limit = dict(load_default=10, validate=validate.Range(1, MAX_LIMIT), metadata={"description": "Items per user (1-100)."})
+_degraded = dict(
+    metadata={
+        "description": "What this answer had to do without: user_db (no genre match), engagement_db (no "
+        "history), model (no published model: genre match + popular), model_stale. Empty for full service."
+    },
+)
 _offset = dict(load_default=0, validate=validate.Range(0, MAX_OFFSET), metadata={"description": "Items to skip (0-1000)."})
 
 
@@ -61,6 +67,7 @@ class RecommendationsSchema(Schema):
     count = fields.Integer()
     limit = fields.Integer()
     offset = fields.Integer()
+    degraded = fields.List(fields.String(), **_degraded)
 
 
 class BatchResponseSchema(Schema):
@@ -68,6 +75,7 @@ class BatchResponseSchema(Schema):
 
     results = fields.Dict(keys=fields.String(), values=fields.Nested(RecommendationsSchema))
     total_users = fields.Integer()
+    degraded = fields.List(fields.String(), **_degraded)
 
 
 class HealthSchema(Schema):
@@ -81,9 +89,10 @@ class HealthSchema(Schema):
 class ReadinessSchema(Schema):
     """Readiness: every database answers and a model is loaded."""
 
-    status = fields.String(validate=validate.OneOf(["ready", "unavailable"]))
+    status = fields.String(validate=validate.OneOf(["ready", "degraded", "unavailable"]))
     checks = fields.Dict(keys=fields.String(), values=fields.String())
     model = fields.Dict(allow_none=True)
+    degraded = fields.List(fields.String(), metadata={"description": "The checks that are not ok."})
 
 
 class ErrorBodySchema(Schema):

@@ -20,3 +20,10 @@ class ModelUnavailable(ServiceError):
 
     status = 503
     code = "model_unavailable"
+
+
+class DatabaseUnavailable(ServiceError):
+    """A database the answer cannot do without (catalog_db) does not answer."""
+
+    status = 503
+    code = "database_unavailable"

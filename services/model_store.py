@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from database.model_repository import ModelRepository
 from database.records import ModelData
+from services.availability import Breaker, Unavailable
 from services.errors import ModelUnavailable
 
 log = logging.getLogger(__name__)
@@ -22,7 +24,8 @@ class ModelStore:
 
     Every `reload_interval` seconds the first request to ask starts a background check of the
     published version and, if it changed, loads the new model and swaps the reference (readers
-    keep the old object until their request ends).
+    keep the old object until their request ends). With a `breaker` (the model database's),
+    no load is attempted while that database is marked unavailable: requests do not wait on it.
     """
 
     def __init__(
@@ -30,10 +33,14 @@ class ModelStore:
         repository: ModelRepository,
         reload_interval: float,
         clock: Callable[[], float] = time.monotonic,
+        breaker: Breaker | None = None,
+        max_age_hours: float = 0.0,
     ) -> None:
         self._repository = repository
         self._reload_interval = reload_interval
         self._clock = clock
+        self._breaker = breaker
+        self._max_age = timedelta(hours=max_age_hours) if max_age_hours > 0 else None
         self._model: ModelData | None = None
         self._lock = threading.Lock()
         self._checking = False
@@ -53,6 +60,14 @@ class ModelStore:
             self._start_background_check()
         return model
 
+    @property
+    def stale(self) -> bool:
+        """The loaded model was built longer than MODEL_MAX_AGE_HOURS ago (the refresh job is not running)."""
+        model = self._model
+        if model is None or self._max_age is None:
+            return False
+        return datetime.now(timezone.utc) - model.info.built_at > self._max_age
+
     def reload(self) -> ModelData | None:
         """Load the published model now if its version differs from the one in memory."""
         version = self._repository.current_version()
@@ -69,7 +84,9 @@ class ModelStore:
             if self._model is None and self._clock() - self._last_check >= RETRY_WITHOUT_MODEL:
                 self._last_check = self._clock()
                 try:
-                    self.reload()
+                    self._guarded_reload()
+                except Unavailable as error:
+                    log.warning("could not load the model: %s", error)
                 except Exception:
                     log.exception("could not load the model")
         if self._model is None:
@@ -84,9 +101,17 @@ class ModelStore:
             self._last_check = self._clock()
         threading.Thread(target=self._background_check, name="model-reload", daemon=True).start()
 
+    def _guarded_reload(self) -> None:
+        if self._breaker is None:
+            self.reload()
+        else:
+            self._breaker.call(self.reload)
+
     def _background_check(self) -> None:
         try:
-            self.reload()
+            self._guarded_reload()
+        except Unavailable:
+            log.warning("model database unavailable; serving the model in memory")
         except Exception:
             log.exception("model reload check failed; serving the model in memory")
         finally:

@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence, TypeVar
 from uuid import UUID
 
 from database.catalog_repository import CatalogRepository
 from database.engagement_repository import EngagementRepository
-from database.records import Media
+from database.records import Media, ModelData
 from database.user_repository import UserRepository
 from services import scoring
+from services.availability import Availability, Unavailable
+from services.errors import DatabaseUnavailable, ModelUnavailable
+from services.fallback_model import FallbackModels
 from services.model_store import ModelStore
+
+T = TypeVar("T")
 
 # Extra candidates ranked per user beyond offset + limit, to replace media deleted from the
 # catalog since the last refresh without a second round of queries.
 DELETED_SLACK = 20
+# Seconds a client is told to wait when catalog_db (without which no media can be described) is down.
+CATALOG_RETRY_AFTER = 1
+# What a degraded answer lacks, in the order responses list it.
+DEGRADATIONS = ("user_db", "engagement_db", "model", "model_stale")
 
 
 @dataclass(frozen=True)
@@ -37,6 +46,8 @@ class Recommendations:
     items: list[Recommendation]
     limit: int
     offset: int
+    # What this answer had to do without (see DEGRADATIONS); empty for full service.
+    degraded: tuple[str, ...] = ()
 
     @property
     def count(self) -> int:
@@ -45,7 +56,13 @@ class Recommendations:
 
 
 class RecommendationService:
-    """Ranks media for users: 3 queries (user_db, engagement_db, catalog_db) for 1 or 50 users."""
+    """Ranks media for users: 3 queries (user_db, engagement_db, catalog_db) for 1 or 50 users.
+
+    Degrades instead of failing: without user_db no genre match (collaborative + popular),
+    without engagement_db no history (genre match + popular), without a model a stand-in
+    (services/fallback_model.py: genre match + popular); each answer lists what it lacked.
+    Without catalog_db nothing can be described: DatabaseUnavailable (503, Retry-After).
+    """
 
     def __init__(
         self,
@@ -54,6 +71,8 @@ class RecommendationService:
         engagement: EngagementRepository,
         models: ModelStore,
         weights: scoring.Weights,
+        availability: Availability,
+        fallback: FallbackModels,
         history_weighting: str = "centred",
     ) -> None:
         self._users = users
@@ -61,6 +80,8 @@ class RecommendationService:
         self._engagement = engagement
         self._models = models
         self._weights = weights
+        self._availability = availability
+        self._fallback = fallback
         self._history_weighting = history_weighting
 
     def recommend(self, user_id: UUID, limit: int = 10, offset: int = 0) -> Recommendations:
@@ -69,10 +90,13 @@ class RecommendationService:
 
     def recommend_many(self, user_ids: Sequence[UUID], limit: int = 10, offset: int = 0) -> dict[UUID, Recommendations]:
         """A page of recommendations for each distinct user id, in the order first given."""
-        model = self._models.current()
+        lacking: set[str] = set()
+        model = self._model(lacking)
         user_ids = list(dict.fromkeys(user_ids))
-        profiles = self._users.profiles_by_ids(user_ids)
-        histories = self._engagement.histories_by_user_ids(user_ids)
+        profiles = self._optional("user_db", lambda: self._users.profiles_by_ids(user_ids), {}, lacking)
+        histories = self._optional(
+            "engagement_db", lambda: self._engagement.histories_by_user_ids(user_ids), {}, lacking
+        )
         rankings = {}
         for user_id in user_ids:
             profile = profiles.get(user_id)
@@ -82,7 +106,9 @@ class RecommendationService:
             rankings[user_id] = scoring.rank_for_user(model, signals, self._weights, offset + limit + DELETED_SLACK)
         candidate_idx = {int(i) for ranking in rankings.values() for i in ranking.media_idx}
         media_ids = {i: UUID(bytes=model.media_ids[i].tobytes()) for i in candidate_idx}
-        media = self._catalog.media_by_ids(list(media_ids.values()))
+        catalog = self._availability["catalog_db"]
+        media = self._required(lambda: catalog.call(lambda: self._catalog.media_by_ids(list(media_ids.values()))))
+        degraded = tuple(name for name in DEGRADATIONS if name in lacking)
         results = {}
         for user_id, ranking in rankings.items():
             items = []
@@ -98,5 +124,33 @@ class RecommendationService:
                             source="hybrid" if ranking.is_hybrid[position] else "popular",
                         )
                     )
-            results[user_id] = Recommendations(user_id, items[offset : offset + limit], limit, offset)
+            results[user_id] = Recommendations(user_id, items[offset : offset + limit], limit, offset, degraded)
         return results
+
+    def _model(self, lacking: set[str]) -> ModelData:
+        try:
+            model = self._models.current()
+        except ModelUnavailable:
+            fallback = self._required(self._fallback.current)
+            lacking.update(("model", *fallback.degraded))
+            return fallback.model
+        if self._models.stale:
+            lacking.add("model_stale")
+        return model
+
+    def _optional(self, name: str, read: Callable[[], T], default: T, lacking: set[str]) -> T:
+        try:
+            return self._availability[name].call(read)
+        except Unavailable:
+            lacking.add(name)
+            return default
+
+    @staticmethod
+    def _required(read: Callable[[], T]) -> T:
+        """`read()`; catalog_db missing (the only database we cannot do without) is a 503."""
+        try:
+            return read()
+        except Unavailable as error:
+            raise DatabaseUnavailable(
+                "a database is unavailable; retry shortly", retry_after=CATALOG_RETRY_AFTER
+            ) from error

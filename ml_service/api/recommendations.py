@@ -3,19 +3,31 @@
 from __future__ import annotations
 
 from flask import Blueprint, current_app, request
+from werkzeug.routing import BaseConverter
 
 from ml_service.schemas import BatchRequestSchema, BatchResponseSchema, RecommendationsSchema, SingleRequestSchema
 
 bp = Blueprint("recommendations", __name__, url_prefix="/api/recommendations")
+
+
+class UserIdSegment(BaseConverter):
+    """Any path segment but "batch": GET /batch is then a 405 (POST only), not a malformed user id."""
+
+    regex = r"(?!batch$)[^/]+"
+
+
+# Before the routes below, so the converter exists when their rules are added.
+bp.record_once(lambda state: state.app.url_map.converters.setdefault("user_id", UserIdSegment))
+
 single_request_schema = SingleRequestSchema()
 batch_request_schema = BatchRequestSchema()
 single_response_schema = RecommendationsSchema()
 batch_response_schema = BatchResponseSchema()
 
 
-@bp.get("/<user_id>")
+@bp.get("/<user_id:user_id>")
 def recommendations_for_user(user_id: str):
-    """Ranked media for one user. 200 · 400 invalid input · 503 database or model unavailable."""
+    """Ranked media for one user. 200 (possibly degraded) · 400 invalid input · 503 catalog_db unavailable."""
     args = single_request_schema.load({**request.args.to_dict(), "user_id": user_id})
     result = current_app.extensions["ml_service"].recommender.recommend(**args)
     return single_response_schema.dump(result)
@@ -26,4 +38,7 @@ def recommendations_for_users():
     """Ranked media for 1-50 users. 200 · 400 invalid body · 413 too large · 415 not JSON · 503."""
     args = batch_request_schema.load(request.get_json())
     results = current_app.extensions["ml_service"].recommender.recommend_many(**args)
-    return batch_response_schema.dump({"results": {str(k): v for k, v in results.items()}, "total_users": len(results)})
+    degraded = next(iter(results.values())).degraded  # one answer: every user lacks the same parts
+    return batch_response_schema.dump(
+        {"results": {str(k): v for k, v in results.items()}, "total_users": len(results), "degraded": list(degraded)}
+    )

@@ -8,7 +8,7 @@ from services.movielens_import import user_uuid
 from tests.conftest import settings_for
 
 UNKNOWN = "00000000-0000-0000-0000-00000000abcd"
-RULE = "/api/recommendations/<user_id>"
+RULE = "/api/recommendations/<user_id:user_id>"  # the rule as Flask names it (converter excludes "batch")
 
 
 @pytest.fixture(scope="module")

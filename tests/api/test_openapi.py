@@ -1,5 +1,7 @@
 """/openapi.json is a valid OpenAPI 3 document that lists every route and describes real responses."""
 
+import re
+
 import pytest
 from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate
@@ -21,7 +23,7 @@ def spec(client):
 
 @pytest.fixture(scope="module")
 def no_model_client(pg_server, schema_template):
-    """An app over empty databases: no model has been published, so recommendations are 503."""
+    """An app over empty databases: no model has been published, so recommendations are degraded."""
     prefix = "openapi_nomodel"
     urls = pg_server.create_urls(prefix, schema_template)
     app = create_app(settings_for(urls))
@@ -40,7 +42,7 @@ def test_every_route_of_the_app_is_described_with_its_methods(client, spec):
     for rule in client.application.url_map.iter_rules():
         if rule.endpoint == "static":
             continue
-        path = rule.rule.replace("<", "{").replace(">", "}")
+        path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule)  # <converter:name> -> {name}
         routes[path] = {m.lower() for m in rule.methods - {"HEAD", "OPTIONS"}}
     described = {path: set(operations) for path, operations in spec["paths"].items()}
     assert described == routes
@@ -114,7 +116,7 @@ def test_unknown_paths_and_methods_get_the_documented_error_shape(client, spec):
     )
 
 
-def test_unavailable_model_answers_the_documented_503(no_model_client, spec):
+def test_answers_without_a_model_are_degraded_and_documented(no_model_client, spec):
     single = no_model_client.get(f"/api/recommendations/{KNOWN}")
     batch = no_model_client.post("/api/recommendations/batch", json={"user_ids": [KNOWN]})
     ready = no_model_client.get("/health/ready")
@@ -123,6 +125,23 @@ def test_unavailable_model_answers_the_documented_503(no_model_client, spec):
         (batch, "post", "/api/recommendations/batch"),
         (ready, "get", "/health/ready"),
     ]:
-        assert response.status_code == 503
+        assert response.status_code == 200
         _check(spec, method, path, response)
-    assert single.get_json()["error"]["code"] == "model_unavailable" and single.headers["Retry-After"]
+        assert "model" in response.get_json()["degraded"]
+
+
+def test_unavailable_catalog_answers_the_documented_503(spec):
+    from ml_service.config import DatabaseUrls
+
+    closed = "postgresql://nobody@127.0.0.1:1/none?connect_timeout=1"
+    app = create_app(settings_for(DatabaseUrls(closed, closed, closed, closed), pool_timeout=0.5))
+    try:
+        client = app.test_client()
+        single = client.get(f"/api/recommendations/{KNOWN}")
+        ready = client.get("/health/ready")
+        for response, path in [(single, "/api/recommendations/{user_id}"), (ready, "/health/ready")]:
+            assert response.status_code == 503
+            _check(spec, "get", path, response)
+        assert single.get_json()["error"]["code"] == "database_unavailable" and single.headers["Retry-After"]
+    finally:
+        app.extensions["ml_service"].close()

@@ -16,7 +16,7 @@ from services.movielens_import import user_uuid
 from tests.conftest import ROOT, free_port, start_gunicorn, wait_for_http
 
 pytestmark = pytest.mark.e2e
-RULE = "/api/recommendations/<user_id>"
+RULE = "/api/recommendations/<user_id:user_id>"  # the rule as Flask names it (converter excludes "batch")
 SINGLE, BATCH = 60, 6
 
 
