@@ -19,7 +19,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from database.records import Interaction, ModelData, ModelInfo  # noqa: E402
-from ml_service.config import DatabaseUrls, Settings  # noqa: E402
+from ml_service.config import Settings  # noqa: E402
 from services import refresh as refresh_job  # noqa: E402
 from services import scoring  # noqa: E402
 from services.evaluation import baselines, metrics  # noqa: E402

@@ -7,8 +7,10 @@ databases) when that is set.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -159,3 +161,22 @@ def start_gunicorn(urls: DatabaseUrls, port: int, log: Path, **env) -> subproces
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+
+
+@contextlib.contextmanager
+def serving(urls: DatabaseUrls, log_dir: Path, **env):
+    """Gunicorn (production config) on a free port, ready; yields its base URL, then stops it.
+
+    It must stop cleanly on SIGTERM, as under a container runtime.
+    """
+    port = free_port()
+    log = log_dir / "gunicorn.log"
+    process = start_gunicorn(urls, port, log, **env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{base}/health/ready", process, log)
+        yield base
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(30)
+    assert code == 0, log.read_text()

@@ -135,7 +135,7 @@ def test_refresh_replaces_the_model_and_leaves_no_build_tables(db_urls, pools):
 
 
 def test_a_reader_holding_the_model_sees_the_old_one_until_it_finishes(db_urls, pools):
-    a, user = new_id(), new_id()
+    a = new_id()
     add_media(db_urls, a)
     run_refresh(pools)
     add_media(db_urls, new_id())

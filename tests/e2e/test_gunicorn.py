@@ -1,6 +1,5 @@
 """The production Gunicorn configuration, started for real and called over HTTP."""
 
-import signal
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -8,23 +7,16 @@ import pytest
 import requests
 
 from services.movielens_import import user_uuid
-from tests.conftest import free_port, start_gunicorn, wait_for_http
+from tests.conftest import free_port, serving
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def base_url(movielens_urls, tmp_path_factory):
-    port = free_port()
-    log = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
-    process = start_gunicorn(movielens_urls, port, log)  # the config's defaults: 4 workers x 2 threads
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{base}/health/ready", process, log)
+    # the config's defaults: 4 workers x 2 threads
+    with serving(movielens_urls, tmp_path_factory.mktemp("gunicorn")) as base:
         yield base
-    finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(30) == 0, log.read_text()
 
 
 def test_health_and_readiness(base_url):

@@ -8,7 +8,6 @@ never retries a 400.
 
 import json
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -18,7 +17,7 @@ import pytest
 import requests
 
 from services.movielens_import import user_uuid
-from tests.conftest import ROOT, free_port, start_gunicorn, wait_for_http
+from tests.conftest import ROOT, serving
 
 pytestmark = pytest.mark.e2e
 EXAMPLES = ROOT / "examples"
@@ -35,16 +34,8 @@ def tool(name: str) -> str:
 
 @pytest.fixture(scope="module")
 def base_url(movielens_urls, tmp_path_factory):
-    port = free_port()
-    log = tmp_path_factory.mktemp("clients") / "gunicorn.log"
-    process = start_gunicorn(movielens_urls, port, log, GUNICORN_WORKERS="2")
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{base}/health/ready", process, log)
+    with serving(movielens_urls, tmp_path_factory.mktemp("clients"), GUNICORN_WORKERS="2") as base:
         yield base
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(30)
 
 
 @pytest.fixture(scope="module")

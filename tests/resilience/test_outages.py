@@ -16,7 +16,7 @@ import requests
 from database.schema import apply_schema
 from ml_service.__main__ import run_refresh
 from ml_service.config import DatabaseUrls
-from tests.conftest import free_port, settings_for, start_gunicorn, wait_for_http
+from tests.conftest import free_port, serving, settings_for, start_gunicorn, wait_for_http
 from tests.resilience.dataset import USER, assert_full_service, assert_without_engagement_db, assert_without_user_db, fill
 from tests.resilience.servers import StoppableServer
 
@@ -105,16 +105,8 @@ def servers(tmp_path_factory):
 @pytest.fixture(scope="module")
 def service(servers, tmp_path_factory):
     _, urls = servers
-    port = free_port()
-    log = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
-    process = start_gunicorn(urls, port, log, **SERVICE_ENV)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{base}/health/ready", process, log)
+    with serving(urls, tmp_path_factory.mktemp("gunicorn"), **SERVICE_ENV) as base:
         yield base
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(30)
 
 
 def outage(servers, name: str, traffic: Traffic) -> tuple[list[Answer], list[Answer], float]:
