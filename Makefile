@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench bench-25m clean
+.PHONY: setup test-tools demo test bench bench-25m clean
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-eval.txt requirements-bench.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -14,13 +14,17 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-eval.txt requiremen
 
 setup: $(STAMP)
 
+# Java and Node.js for the integration guide's client tests (installed when missing).
+test-tools:
+	@scripts/install-test-tools.sh
+
 demo: setup
 	$(BIN)/python -m ml_service demo
 
 # pytest numbers its temporary directories per user and deletes all but the newest three, so
 # two runs at once (other checkouts on the same machine) would delete each other's PostgreSQL
 # data directory: each run gets a temporary root of its own.
-test: setup
+test: setup test-tools
 	@tmp=$$(mktemp -d -t ml-service-test-XXXXXX); \
 	TMPDIR=$$tmp $(BIN)/python -m pytest; rc=$$?; rm -rf $$tmp; exit $$rc
 

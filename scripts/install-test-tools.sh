@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The tests run the integration guide's Java and Node.js clients: make sure javac/java (17+)
+# and node (18+) are on the PATH, installing them from Debian's packages when they are missing
+# and we may (root with apt-get). Otherwise say what to install and fail.
+set -euo pipefail
+
+missing=()
+command -v javac >/dev/null && command -v java >/dev/null || missing+=(openjdk-17-jdk-headless)
+command -v node >/dev/null || missing+=(nodejs)
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    echo "installing ${missing[*]} (needed by the integration-guide client tests)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+    echo "make test needs Java 17+ (javac, java) and Node.js 18+ (node) on the PATH;" \
+         "install: ${missing[*]}" >&2
+    exit 1
+fi
