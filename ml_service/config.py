@@ -112,6 +112,8 @@ class Settings:
             raise ConfigError("HISTORY_WEIGHTING must be centred or raw")
         if self.popularity_half_life_days <= 0:
             raise ConfigError("POPULARITY_HALF_LIFE_DAYS must be > 0")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ConfigError(f"LOG_LEVEL={self.log_level!r} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         if self.pool_max_waiting < 0 or self.db_probe_interval <= 0 or self.model_max_age_hours < 0:
             raise ConfigError("need POOL_MAX_WAITING >= 0, DB_PROBE_INTERVAL > 0 and MODEL_MAX_AGE_HOURS >= 0")
         if self.rate_limit:

@@ -34,6 +34,7 @@ def test_defaults_are_the_documented_weights():
         ("POOL_MIN_SIZE", "9", "POOL_MIN_SIZE <= POOL_MAX_SIZE"),
         ("NEIGHBOURS_K", "0", "NEIGHBOURS_K"),
         ("CONTENT_WEIGHT", "-1", "CONTENT_WEIGHT"),
+        ("LOG_LEVEL", "LOUD", "LOG_LEVEL='LOUD' is not one of"),
         ("NEIGHBOURS_SHRINKAGE", "-1", "NEIGHBOURS_SHRINKAGE"),
         ("NEIGHBOURS_USER_DAMPING", "-0.5", "NEIGHBOURS_USER_DAMPING"),
         ("HISTORY_WEIGHTING", "loud", "HISTORY_WEIGHTING"),
