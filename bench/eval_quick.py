@@ -11,21 +11,21 @@ import argparse
 import sys
 import time
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from database.records import Interaction, ModelData, ModelInfo  # noqa: E402
+from database.records import History, ModelData, ModelInfo  # noqa: E402
 from ml_service.config import Settings  # noqa: E402
 from services import refresh as refresh_job  # noqa: E402
 from services import scoring  # noqa: E402
 from services.evaluation import baselines, metrics  # noqa: E402
 from services.evaluation.split import temporal_split  # noqa: E402
 from services.movielens_import import (  # noqa: E402
-    DISLIKE_AT_MOST, LIKE_AT_LEAST, UNIX_TO_POSTGRES_EPOCH, media_uuid, preferred_genres, read_movies, read_ratings,
+    DISLIKE_AT_MOST, UNIX_TO_POSTGRES_EPOCH, media_uuid, preferred_genres, read_movies, read_ratings,
 )
 
 
@@ -65,17 +65,14 @@ def model_kwargs(settings):
 
 
 def histories(train):
-    out: dict[int, list[Interaction]] = {}
-    epoch = datetime(1970, 1, 1)
-    for u, m, r, t in zip(train.user.tolist(), train.movie.tolist(), train.rating.tolist(), train.timestamp.tolist()):
-        ts = epoch + timedelta(seconds=t)
-        h = out.setdefault(u, [])
-        h.append(Interaction(media_uuid(m), "WATCH", r, ts))
-        if r >= LIKE_AT_LEAST:
-            h.append(Interaction(media_uuid(m), "LIKE", r, ts))
-        if r <= DISLIKE_AT_MOST:
-            h.append(Interaction(media_uuid(m), "DISLIKE", r, ts))
-    return out
+    """Each user's History as the importer stores ratings: a WATCH, plus a LIKE or a DISLIKE."""
+    values: dict[int, dict[int, float]] = {}
+    for u, m, r in zip(train.user.tolist(), train.movie.tolist(), train.rating.tolist()):
+        values.setdefault(u, {})[m] = 0.0 if r <= DISLIKE_AT_MOST else max(r, 0.0)
+    return {
+        u: History(np.frombuffer(b"".join(media_uuid(m).bytes for m in v), dtype="V16"), np.array(list(v.values())))
+        for u, v in values.items()
+    }
 
 
 def main():
@@ -99,7 +96,7 @@ def main():
     weights = scoring.Weights(settings.content_weight, settings.collaborative_weight)
     recs = {}
     for u in split.users:
-        sig = scoring.user_signals(model, genres.get(u, ()), hist.get(u, ()), settings.history_weighting)
+        sig = scoring.user_signals(model, genres.get(u, ()), hist.get(u), settings.history_weighting)
         rk = scoring.rank_for_user(model, sig, weights, a.k)
         recs[u] = [movie_of[int(i)] for i in rk.media_idx]
     res = {"hybrid": metrics.summarise(recs, split.relevant, split.users, a.k)}

@@ -43,7 +43,7 @@ def main() -> None:
                 signals = scoring.user_signals(model, genres.get(user, ()), hist[user], mode)
                 scoring.rank_for_user(model, signals, weights, 30)
             timings[mode].append((time.perf_counter() - started) / len(users) * 1e3)
-    sizes = [len(hist[u]) for u in users]
+    sizes = [len(hist[u].media_ids) for u in users]
     print(f"{len(users)} users, history {min(sizes)}-{max(sizes)} interactions (median {statistics.median(sizes)})")
     for mode, values in timings.items():
         print(f"{mode:8s} median {statistics.median(values):.3f} ms/user over {args.rounds} rounds (min {min(values):.3f})")

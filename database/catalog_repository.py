@@ -24,12 +24,9 @@ class CatalogRepository:
             rows = conn.execute(
                 """
                 SELECT m.id, m.title, m.media_type, m.release_year, m.cover_url,
-                       coalesce(array_agg(g.genre_name ORDER BY g.genre_name)
-                                FILTER (WHERE g.genre_name IS NOT NULL), '{}')
+                       ARRAY(SELECT g.genre_name FROM tb_media_genre g WHERE g.media_id = m.id ORDER BY g.genre_name)
                   FROM medias m
-             LEFT JOIN tb_media_genre g ON g.media_id = m.id
                  WHERE m.id = ANY(%s) AND m.deleted_at IS NULL
-              GROUP BY m.id
                 """,
                 (list(media_ids),),
                 binary=True,

@@ -9,7 +9,7 @@ import numpy as np
 from psycopg_pool import ConnectionPool
 
 from database import binary_copy
-from database.records import Interaction
+from database.records import History
 
 
 class EngagementRepository:
@@ -18,25 +18,31 @@ class EngagementRepository:
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
 
-    def histories_by_user_ids(self, user_ids: Sequence[UUID]) -> dict[UUID, list[Interaction]]:
-        """Every interaction of each requested user (users without any are absent)."""
-        # One row per user with the history in arrays: no user id to parse and hash per
-        # interaction (a batch of 50 users reads ~8,000 interactions).
+    def histories_by_user_ids(self, user_ids: Sequence[UUID]) -> dict[UUID, History]:
+        """Each requested user's interactions aggregated per media (users without any are absent)."""
+        # Aggregated here and sent as one packed array per user and column (uuid_send and
+        # float8send bytes, in the same row order): no Python object per interaction. A batch
+        # of 50 users reads ~8,000 interactions.
         with self._pool.connection() as conn:
             rows = conn.execute(
                 """
-                SELECT user_id, array_agg(media_id), array_agg(type),
-                       array_agg(interaction_value), array_agg("timestamp")
-                  FROM interaction
-                 WHERE user_id = ANY(%s)
+                SELECT user_id, string_agg(uuid_send(media_id), ''::bytea),
+                       string_agg(float8send(positive_value), ''::bytea)
+                  FROM (SELECT user_id, media_id,
+                               CASE WHEN bool_or(type = 'DISLIKE') THEN 0
+                                    ELSE coalesce(max(greatest(coalesce(interaction_value, 1), 0)), 0)
+                               END AS positive_value
+                          FROM interaction
+                         WHERE user_id = ANY(%s) AND type IN ('LIKE', 'DISLIKE', 'WATCH')
+                      GROUP BY user_id, media_id) AS per_media
               GROUP BY user_id
                 """,
                 (list(user_ids),),
-                binary=True,  # binary results parse faster (uuid, timestamp, float8)
+                binary=True,
             ).fetchall()
         return {
-            user_id: list(map(Interaction, media, kinds, values, timestamps))
-            for user_id, media, kinds, values, timestamps in rows
+            user_id: History(np.frombuffer(media, dtype="V16"), np.frombuffer(values, dtype=">f8").astype(np.float64))
+            for user_id, media, values in rows
         }
 
     def recently_popular_media(self, recent: int, limit: int) -> list[tuple[UUID, int]]:

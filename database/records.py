@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import NamedTuple
 from uuid import UUID
 
 import numpy as np
 
 
-class Interaction(NamedTuple):
-    """One row of engagement_db.interaction, as a user's history needs it."""
+@dataclass(frozen=True)
+class History:
+    """One user's interactions (engagement_db), aggregated per media.
 
-    media_id: UUID
-    type: str
-    value: float | None
-    timestamp: datetime
+    positive_value is the media's largest LIKE/WATCH interaction value (1 where the value is
+    missing, never below 0), or 0 when the user ever disliked the media or only disliked it.
+    """
+
+    media_ids: np.ndarray  # V16: every media the user liked, disliked or watched, each once
+    positive_value: np.ndarray  # float64 per media
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,11 @@ class ModelData:
 
     Media are addressed by their dense index `idx`: `media_ids[idx]` is the UUID as 16 raw
     bytes (numpy 'V16', sorted, so a UUID's index is found with searchsorted).
+
+    On construction the media are also grouped by their exact set of genres (a "signature";
+    a catalogue has far fewer signatures than media), each group most popular first, so
+    ranking can find a user's best genre matches without a pass over the whole catalogue.
+    Ties in popularity go to the lower index, here and wherever media are ranked.
     """
 
     info: ModelInfo
@@ -70,3 +77,30 @@ class ModelData:
     neighbour_indptr: np.ndarray  # CSR over media: neighbours of media i are [indptr[i], indptr[i+1])
     neighbour_idx: np.ndarray  # int32
     neighbour_similarity: np.ndarray  # float32
+
+    signature_genres: np.ndarray = field(init=False, repr=False)  # bool (signatures, genres)
+    media_signature: np.ndarray = field(init=False, repr=False)  # int64 signature of each media
+    # CSR over signatures: the media of signature s are signature_media[indptr[s]:indptr[s+1]].
+    signature_indptr: np.ndarray = field(init=False, repr=False)
+    signature_media: np.ndarray = field(init=False, repr=False)  # int64, most popular first
+    by_popularity: np.ndarray = field(init=False, repr=False)  # int64 every media, most popular first
+
+    def __post_init__(self) -> None:
+        media = len(self.media_ids)
+        membership = np.zeros((media, len(self.genre_names)), dtype=bool)
+        for genre, members in enumerate(self.media_genres):
+            membership[members, genre] = True
+        signature_genres, media_signature = np.unique(membership, axis=0, return_inverse=True)
+        media_signature = media_signature.reshape(-1).astype(np.int64)
+        index = np.arange(media)
+        order = np.lexsort((index, -self.popularity.astype(np.float64), media_signature))
+        sizes = np.bincount(media_signature, minlength=len(signature_genres))
+        derived = {
+            "signature_genres": signature_genres,
+            "media_signature": media_signature,
+            "signature_indptr": np.concatenate(([0], np.cumsum(sizes))).astype(np.int64),
+            "signature_media": order.astype(np.int64),
+            "by_popularity": np.lexsort((index, -self.popularity.astype(np.float64))).astype(np.int64),
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)

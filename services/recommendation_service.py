@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from typing import Callable, Sequence, TypeVar
 from uuid import UUID
 
+import numpy as np
+
 from database.catalog_repository import CatalogRepository
 from database.engagement_repository import EngagementRepository
 from database.records import Media, ModelData
@@ -101,29 +103,27 @@ class RecommendationService:
         for user_id in user_ids:
             profile = profiles.get(user_id)
             signals = scoring.user_signals(
-                model, profile.genres if profile else (), histories.get(user_id, ()), self._history_weighting
+                model, profile.genres if profile else (), histories.get(user_id), self._history_weighting
             )
             rankings[user_id] = scoring.rank_for_user(model, signals, self._weights, offset + limit + DELETED_SLACK)
-        candidate_idx = {int(i) for ranking in rankings.values() for i in ranking.media_idx}
+        candidate_idx = {i for ranking in rankings.values() for i in ranking.media_idx.tolist()}
         media_ids = {i: UUID(bytes=model.media_ids[i].tobytes()) for i in candidate_idx}
         catalog = self._availability["catalog_db"]
         media = self._required(lambda: catalog.call(lambda: self._catalog.media_by_ids(list(media_ids.values()))))
         degraded = tuple(name for name in DEGRADATIONS if name in lacking)
         results = {}
         for user_id, ranking in rankings.items():
-            items = []
-            for position, idx in enumerate(ranking.media_idx):
-                found = media.get(media_ids[int(idx)])
-                if found is not None:
-                    items.append(
-                        Recommendation(
-                            media=found,
-                            score=round(float(ranking.score[position]), 6),
-                            content_score=round(float(ranking.content[position]), 6),
-                            collaborative_score=round(float(ranking.collaborative[position]), 6),
-                            source="hybrid" if ranking.is_hybrid[position] else "popular",
-                        )
-                    )
+            items = [
+                Recommendation(media[media_id], score, content, collaborative, "hybrid" if hybrid else "popular")
+                for media_id, score, content, collaborative, hybrid in zip(
+                    (media_ids[i] for i in ranking.media_idx.tolist()),
+                    np.round(ranking.score, 6).tolist(),
+                    np.round(ranking.content, 6).tolist(),
+                    np.round(ranking.collaborative, 6).tolist(),
+                    ranking.is_hybrid.tolist(),
+                )
+                if media_id in media  # deleted from the catalog since the last refresh
+            ]
             results[user_id] = Recommendations(user_id, items[offset : offset + limit], limit, offset, degraded)
         return results
 

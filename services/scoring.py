@@ -7,11 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Iterable
-from uuid import UUID
 
 import numpy as np
 
-from database.records import Interaction, ModelData
+from database.records import History, ModelData
 
 POSITIVE_TYPES = frozenset({"LIKE", "WATCH"})
 # Hybrid scores below this count as zero: such an item is popular-filled, not hybrid-ranked.
@@ -63,46 +62,37 @@ class Ranking:
         return self.score >= MIN_HYBRID_SCORE
 
 
-def media_indices(model: ModelData, media_ids: Iterable[UUID]) -> tuple[np.ndarray, np.ndarray]:
-    """Model indices of `media_ids`, and a mask of which ids the model knows."""
-    raw = np.frombuffer(b"".join(m.bytes for m in media_ids), dtype="V16")
-    if len(raw) == 0 or len(model.media_ids) == 0:
-        return np.zeros(len(raw), dtype=np.int64), np.zeros(len(raw), dtype=bool)
-    idx = np.searchsorted(model.media_ids, raw)
-    idx_clipped = np.minimum(idx, len(model.media_ids) - 1)
-    return idx_clipped, model.media_ids[idx_clipped] == raw
+def media_indices(model: ModelData, media_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Model indices of `media_ids` (V16), and a mask of which ids the model knows."""
+    if len(media_ids) == 0 or len(model.media_ids) == 0:
+        return np.zeros(len(media_ids), dtype=np.int64), np.zeros(len(media_ids), dtype=bool)
+    idx = np.minimum(np.searchsorted(model.media_ids, media_ids), len(model.media_ids) - 1)
+    return idx, model.media_ids[idx] == media_ids
 
 
 def user_signals(
-    model: ModelData, genres: Iterable[str], history: Iterable[Interaction], history_weighting: str = "centred"
+    model: ModelData, genres: Iterable[str], history: History | None, history_weighting: str = "centred"
 ) -> UserSignals:
-    """Aggregate a user's interactions per media and map everything to model indices.
+    """Map one user's history and genres to model indices.
 
-    A media's value is its largest LIKE/WATCH interaction value (1 when the value is missing);
-    a media the user ever disliked carries no positive weight. The positive weights are those
+    The positive media are those with a positive_value (see History); their weights are those
     values centred on the user (see `centred_weights`) or, with history_weighting="raw", as is.
+    A value that is not a finite number counts as missing (1).
     """
-    weight: dict[UUID, float] = {}
-    disliked: set[UUID] = set()
-    for item in history:
-        if item.type == "DISLIKE":
-            disliked.add(item.media_id)
-        elif item.type in POSITIVE_TYPES:
-            value = 1.0 if item.value is None else max(float(item.value), 0.0)
-            weight[item.media_id] = max(weight.get(item.media_id, 0.0), value)
-    interacted = list(weight.keys() | disliked)
-    excluded, known = media_indices(model, interacted)
-    positives = [m for m in weight if m not in disliked and weight[m] > 0]
-    positive_idx, positive_known = media_indices(model, positives)
-    positive_weight = np.array([weight[m] for m in positives], dtype=np.float64)
+    media_ids = history.media_ids if history is not None else np.zeros(0, dtype="V16")
+    values = history.positive_value if history is not None else np.zeros(0)
+    values = np.where(np.isfinite(values), values, 1.0)
+    idx, known = media_indices(model, media_ids)
+    positive = values > 0
+    positive_weight = values[positive]
     if history_weighting == "centred":
         positive_weight = centred_weights(positive_weight)
     genres = set(genres)
     genre_idx = np.array([i for i, name in enumerate(model.genre_names) if name in genres], dtype=np.int64)
     return UserSignals(
-        positive_idx=positive_idx[positive_known],
-        positive_weight=positive_weight[positive_known],
-        excluded_idx=excluded[known],
+        positive_idx=idx[positive & known],
+        positive_weight=positive_weight[known[positive]],
+        excluded_idx=idx[known],
         genre_idx=genre_idx,
         genre_count=len(genres),
     )
@@ -127,32 +117,17 @@ def centred_weights(values: np.ndarray) -> np.ndarray:
 
 def collaborative_scores(model: ModelData, positive_idx: np.ndarray, positive_weight: np.ndarray) -> np.ndarray:
     """Sum over the user's positive media of weight × similarity to each neighbour, scaled to [0, 1]."""
-    scores = np.zeros(len(model.media_ids), dtype=np.float64)
     if len(positive_idx) == 0:
-        return scores
+        return np.zeros(len(model.media_ids), dtype=np.float64)
     starts = model.neighbour_indptr[positive_idx]
     lengths = model.neighbour_indptr[positive_idx + 1] - starts
-    total = int(lengths.sum())
-    if total == 0:
-        return scores
     # Positions of every neighbour entry of every positive media, without a Python loop.
-    positions = np.arange(total) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+    positions = np.arange(int(lengths.sum())) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
     contributions = np.repeat(positive_weight, lengths) * model.neighbour_similarity[positions]
-    scores += np.bincount(model.neighbour_idx[positions], weights=contributions, minlength=len(scores))
-    top = scores.max()
+    scores = np.bincount(model.neighbour_idx[positions], weights=contributions, minlength=len(model.media_ids))
+    top = scores.max() if len(scores) else 0.0
     if top > 0:
         scores /= top
-    return scores
-
-
-def content_scores(model: ModelData, genre_idx: np.ndarray, genre_count: int) -> np.ndarray:
-    """Matching genres / the user's total preferred genres, for every media."""
-    scores = np.zeros(len(model.media_ids), dtype=np.float64)
-    if genre_count == 0:
-        return scores
-    for g in genre_idx:
-        scores[model.media_genres[g]] += 1.0
-    scores /= genre_count
     return scores
 
 
@@ -160,35 +135,70 @@ def rank_for_user(model: ModelData, signals: UserSignals, weights: Weights, coun
     """The `count` best media the user has not interacted with, by hybrid score then popularity.
 
     Media with a hybrid score come first; popular media fill the remaining places, so every
-    user gets `count` items as long as the catalog has that many they have not seen.
+    user gets `count` items as long as the catalog has that many they have not seen. Equal
+    keys go to the lower index. Only candidates that can reach the top are scored: every media
+    with a collaborative score, and the most popular media of the best-matching genre sets
+    (`_genre_candidates`); the result is the same as scoring the whole catalogue.
     """
-    content = content_scores(model, signals.genre_idx, signals.genre_count)
-    collaborative = collaborative_scores(model, signals.positive_idx, signals.positive_weight)
-    hybrid = weights.content * content + weights.collaborative * collaborative
-    hybrid[hybrid < MIN_HYBRID_SCORE] = 0.0
-    top = _best_media(model, hybrid, signals.excluded_idx, count)
-    return Ranking(top, hybrid[top], content[top], collaborative[top])
-
-
-def _best_media(model: ModelData, hybrid: np.ndarray, excluded_idx: np.ndarray, count: int) -> np.ndarray:
-    """The `count` media not excluded with the highest hybrid score + popularity tiebreak, best first."""
-    top_popularity = float(model.popularity.max()) if len(model.popularity) else 0.0
-    tiebreak = POPULARITY_TIEBREAK / top_popularity if top_popularity > 0 else 0.0
-    excluded = np.unique(excluded_idx)
-    count = max(0, min(count, len(hybrid) - len(excluded)))
-    if count == 0:
-        return np.zeros(0, dtype=np.int64)
-    # Any media with a hybrid score outranks every media without one (the tiebreak is below
-    # MIN_HYBRID_SCORE), so when enough allowed media have one, rank only those: a fraction
-    # of the catalog instead of all of it, the same result.
-    allowed = hybrid > 0
+    excluded = np.unique(signals.excluded_idx)
+    count = max(0, min(count, len(model.media_ids) - len(excluded)))
+    collaborative_all = collaborative_scores(model, signals.positive_idx, signals.positive_weight)
+    matches = model.signature_genres[:, signals.genre_idx].sum(axis=1)  # per signature: user genres it has
+    allowed = collaborative_all > 0
+    allowed[_genre_candidates(model, matches, excluded, count, weights, signals.genre_count)] = True
     allowed[excluded] = False
     candidates = np.flatnonzero(allowed)
-    if len(candidates) < count:
-        candidates = np.ones(len(hybrid), dtype=bool)
-        candidates[excluded] = False
-        candidates = np.flatnonzero(candidates)
-    key = hybrid[candidates] + tiebreak * model.popularity[candidates]
-    best = np.argpartition(-key, count - 1)[:count]
-    best = best[np.argsort(-key[best], kind="stable")]
-    return candidates[best]
+    content = matches[model.media_signature[candidates]] / max(signals.genre_count, 1)
+    collaborative = collaborative_all[candidates]
+    hybrid = weights.content * content + weights.collaborative * collaborative
+    hybrid[hybrid < MIN_HYBRID_SCORE] = 0.0
+    top_popularity = float(model.popularity.max()) if len(model.popularity) else 0.0
+    tiebreak = POPULARITY_TIEBREAK / top_popularity if top_popularity > 0 else 0.0
+    best = _largest(hybrid + tiebreak * model.popularity[candidates], count)
+    return Ranking(candidates[best], hybrid[best], content[best], collaborative[best])
+
+
+def _largest(key: np.ndarray, count: int) -> np.ndarray:
+    """Positions of the `count` largest keys, largest first; equal keys in position order."""
+    if count < len(key):
+        threshold = np.partition(key, len(key) - count)[len(key) - count]
+        within = np.flatnonzero(key >= threshold)  # the top count and every key equal to the last
+    else:
+        within = np.arange(len(key))
+    return within[np.lexsort((within, -key[within]))[:count]]
+
+
+def _genre_candidates(
+    model: ModelData, matches: np.ndarray, excluded: np.ndarray, count: int, weights: Weights, genre_count: int
+) -> np.ndarray:
+    """Media that could rank among the `count` best on genre match and popularity alone.
+
+    Without a collaborative score, a media's key is content weight × matches / genre_count
+    plus a popularity tiebreak, so a media that matches more of the user's genres always
+    outranks one that matches fewer, and within one signature (a set of genres) the more
+    popular wins. Going from the most matches down, the top count + (excluded in it) of each
+    signature can reach the top; once `count` allowed media are found, fewer matches cannot.
+    Below that (and for media whose genre score is too small to count), the most popular
+    count + len(excluded) media of all are the rest of the candidates.
+    """
+    parts = []
+    step = weights.content / genre_count if genre_count else 0.0
+    if 0 < step <= POPULARITY_TIEBREAK:
+        return np.arange(len(model.media_ids))  # genre levels too close to order by: score everything
+    if step > 0 and len(matches):
+        sizes = np.diff(model.signature_indptr)
+        excluded_in = np.bincount(model.media_signature[excluded], minlength=len(sizes))
+        allowed = 0
+        for level in range(int(matches.max()), 0, -1):
+            if step * level < MIN_HYBRID_SCORE:
+                break
+            signatures = np.flatnonzero(matches == level)
+            take = np.minimum(sizes[signatures], count + excluded_in[signatures])
+            starts = model.signature_indptr[signatures]
+            positions = np.arange(int(take.sum())) + np.repeat(starts - (np.cumsum(take) - take), take)
+            parts.append(model.signature_media[positions])
+            allowed += int((sizes[signatures] - excluded_in[signatures]).sum())
+            if allowed >= count:
+                return np.concatenate(parts)
+    parts.append(model.by_popularity[: count + len(excluded)])
+    return np.concatenate(parts)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, request
 from werkzeug.routing import BaseConverter
 
-from ml_service.schemas import BatchRequestSchema, BatchResponseSchema, RecommendationsSchema, SingleRequestSchema
+from ml_service.schemas import BatchRequestSchema, SingleRequestSchema, page_json
 
 bp = Blueprint("recommendations", __name__, url_prefix="/api/recommendations")
 
@@ -21,8 +21,6 @@ bp.record_once(lambda state: state.app.url_map.converters.setdefault("user_id", 
 
 single_request_schema = SingleRequestSchema()
 batch_request_schema = BatchRequestSchema()
-single_response_schema = RecommendationsSchema()
-batch_response_schema = BatchResponseSchema()
 
 
 @bp.get("/<user_id:user_id>")
@@ -30,7 +28,7 @@ def recommendations_for_user(user_id: str):
     """Ranked media for one user. 200 (possibly degraded) · 400 invalid input · 503 catalog_db unavailable."""
     args = single_request_schema.load({**request.args.to_dict(), "user_id": user_id})
     result = current_app.extensions["ml_service"].recommender.recommend(**args)
-    return single_response_schema.dump(result)
+    return page_json(result)  # RecommendationsSchema
 
 
 @bp.post("/batch")
@@ -39,6 +37,5 @@ def recommendations_for_users():
     args = batch_request_schema.load(request.get_json())
     results = current_app.extensions["ml_service"].recommender.recommend_many(**args)
     degraded = next(iter(results.values())).degraded  # one answer: every user lacks the same parts
-    return batch_response_schema.dump(
-        {"results": {str(k): v for k, v in results.items()}, "total_users": len(results), "degraded": list(degraded)}
-    )
+    # BatchResponseSchema
+    return {"results": {str(k): page_json(v) for k, v in results.items()}, "total_users": len(results), "degraded": list(degraded)}

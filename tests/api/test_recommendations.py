@@ -5,6 +5,7 @@ import uuid
 import psycopg
 import pytest
 
+from ml_service.schemas import BatchResponseSchema, RecommendationsSchema
 from services.movielens_import import media_uuid, user_uuid
 
 ITEM_FIELDS = {
@@ -29,6 +30,19 @@ def test_a_user_with_history_gets_mostly_hybrid_items_they_have_not_seen(client,
     assert not seen & {item["media_id"] for item in items}
     for item in items:
         assert item["score"] == pytest.approx(0.4 * item["content_score"] + 0.6 * item["collaborative_score"], abs=1e-5)
+
+
+def test_responses_are_what_the_documented_schemas_dump(client):
+    """The views build their JSON directly (for speed); it must equal the schemas' dump."""
+    users = [user_uuid(1), user_uuid(2), uuid.uuid4()]
+    results = client.application.extensions["ml_service"].recommender.recommend_many(users, limit=5, offset=1)
+    single = client.get(f"/api/recommendations/{users[0]}?limit=5&offset=1").get_json()
+    assert single == RecommendationsSchema().dump(results[users[0]])
+    batch = client.post("/api/recommendations/batch", json={"user_ids": [str(u) for u in users], "limit": 5, "offset": 1})
+    expected = {"results": {str(u): page for u, page in results.items()}, "total_users": 3, "degraded": []}
+    assert batch.get_json() == BatchResponseSchema().dump(expected)
+    # MovieLens has no cover images: the pages also carry the null path.
+    assert all(item["cover_url"] is None for item in single["recommendations"]) and single["count"] == 5
 
 
 def test_an_unknown_user_gets_popular_media(client):

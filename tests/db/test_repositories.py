@@ -51,13 +51,27 @@ def test_live_media_genres_lists_every_live_media_sorted(db_urls, pools):
     assert genres == {ids[0].bytes: ["Drama"]}
 
 
-def test_histories_hold_only_the_requested_users(db_urls, pools):
-    a, b, c, m = new_id(), new_id(), new_id(), new_id()
-    add_interactions(db_urls, [(a, m, "WATCH", 4.0), (a, m, "LIKE", None), (b, m, "DISLIKE", 1.0), (c, m, "WATCH", 1.0)])
+def test_histories_aggregate_each_users_interactions_per_media(db_urls, pools):
+    a, b, c = new_id(), new_id(), new_id()
+    m = sorted(new_id() for _ in range(6))
+    add_interactions(
+        db_urls,
+        [
+            (a, m[0], "WATCH", 4.0), (a, m[0], "LIKE", 2.0),  # the largest LIKE/WATCH value
+            (a, m[1], "LIKE", None),  # a missing value counts as 1
+            (a, m[2], "WATCH", 5.0), (a, m[2], "DISLIKE", 1.0),  # ever disliked: no positive weight
+            (a, m[3], "WATCH", -3.0),  # never below 0
+            (a, m[4], "SHARE", 5.0),  # not an interaction type the service knows: ignored
+            (b, m[5], "DISLIKE", 1.0),
+            (c, m[0], "WATCH", 1.0),  # not requested
+        ],
+    )
     histories = EngagementRepository(pools.engagement).histories_by_user_ids([a, b, new_id()])
-    assert sorted((i.type, i.value) for i in histories[a]) == [("LIKE", None), ("WATCH", 4.0)]
-    assert [i.type for i in histories[b]] == ["DISLIKE"]
     assert set(histories) == {a, b}
+    got_a = dict(zip((bytes(x) for x in histories[a].media_ids), histories[a].positive_value.tolist()))
+    assert got_a == {m[0].bytes: 4.0, m[1].bytes: 1.0, m[2].bytes: 0.0, m[3].bytes: 0.0}
+    assert histories[b].media_ids.tolist() == [m[5].bytes] and histories[b].positive_value.tolist() == [0.0]
+    assert histories[a].positive_value.dtype == np.float64
 
 
 def test_user_media_pairs_aggregate_per_user_and_media(db_urls, pools):

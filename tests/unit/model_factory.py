@@ -7,7 +7,7 @@ from datetime import datetime
 
 import numpy as np
 
-from database.records import ModelData, ModelInfo
+from database.records import History, ModelData, ModelInfo
 
 
 def media_uuid(n: int) -> uuid.UUID:
@@ -41,4 +41,12 @@ def make_model(
         neighbour_indptr=np.array(indptr, dtype=np.int64),
         neighbour_idx=np.array(idx, dtype=np.int32),
         neighbour_similarity=np.array(sim, dtype=np.float32),
+    )
+
+
+def make_history(values: dict[int, float]) -> History:
+    """A history of media number -> positive value (0: disliked, see History)."""
+    return History(
+        np.frombuffer(b"".join(media_uuid(i).bytes for i in values), dtype="V16"),
+        np.array(list(values.values()), dtype=np.float64),
     )
