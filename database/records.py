@@ -83,6 +83,7 @@ class ModelData:
     # CSR over signatures: the media of signature s are signature_media[indptr[s]:indptr[s+1]].
     signature_indptr: np.ndarray = field(init=False, repr=False)
     signature_media: np.ndarray = field(init=False, repr=False)  # int64, most popular first
+    signature_sizes: np.ndarray = field(init=False, repr=False)  # int64 media per signature
     by_popularity: np.ndarray = field(init=False, repr=False)  # int64 every media, most popular first
 
     def __post_init__(self) -> None:
@@ -100,6 +101,7 @@ class ModelData:
             "media_signature": media_signature,
             "signature_indptr": np.concatenate(([0], np.cumsum(sizes))).astype(np.int64),
             "signature_media": order.astype(np.int64),
+            "signature_sizes": sizes.astype(np.int64),
             "by_popularity": np.lexsort((index, -self.popularity.astype(np.float64))).astype(np.int64),
         }
         for name, value in derived.items():

@@ -83,7 +83,10 @@ def post_worker_init(worker):
     """
     from services.errors import ModelUnavailable
 
+    extensions = worker.wsgi.extensions
     try:
-        worker.wsgi.extensions["ml_service"].models.current()
+        extensions["ml_service"].models.current()
     except ModelUnavailable:
         pass
+    if "ml_service.metrics" in extensions:  # report it now: a worker may wait long for its first request
+        extensions["ml_service.metrics"].update_model(extensions["ml_service"].models.loaded)

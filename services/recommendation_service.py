@@ -21,8 +21,8 @@ from services.model_store import ModelStore
 T = TypeVar("T")
 
 # Extra candidates ranked per user beyond offset + limit, to replace media deleted from the
-# catalog since the last refresh without a second round of queries.
-DELETED_SLACK = 20
+# catalog since the last refresh without a second round of queries (see _rank_live).
+DELETED_SLACK = 3
 # Seconds a client is told to wait when catalog_db (without which no media can be described) is down.
 CATALOG_RETRY_AFTER = 1
 # What a degraded answer lacks, in the order responses list it.
@@ -99,33 +99,61 @@ class RecommendationService:
         histories = self._optional(
             "engagement_db", lambda: self._engagement.histories_by_user_ids(user_ids), {}, lacking
         )
-        rankings = {}
+        signals = {}
         for user_id in user_ids:
             profile = profiles.get(user_id)
-            signals = scoring.user_signals(
-                model, profile.genres if profile else (), histories.get(user_id), self._history_weighting
-            )
-            rankings[user_id] = scoring.rank_for_user(model, signals, self._weights, offset + limit + DELETED_SLACK)
-        candidate_idx = {i for ranking in rankings.values() for i in ranking.media_idx.tolist()}
-        media_ids = {i: UUID(bytes=model.media_ids[i].tobytes()) for i in candidate_idx}
-        catalog = self._availability["catalog_db"]
-        media = self._required(lambda: catalog.call(lambda: self._catalog.media_by_ids(list(media_ids.values()))))
+            genres = profile.genres if profile else ()
+            signals[user_id] = scoring.user_signals(model, genres, histories.get(user_id), self._history_weighting)
+        rankings, media = self._rank_live(model, signals, offset + limit)
         degraded = tuple(name for name in DEGRADATIONS if name in lacking)
         results = {}
         for user_id, ranking in rankings.items():
             items = [
-                Recommendation(media[media_id], score, content, collaborative, "hybrid" if hybrid else "popular")
-                for media_id, score, content, collaborative, hybrid in zip(
-                    (media_ids[i] for i in ranking.media_idx.tolist()),
+                Recommendation(media[idx], score, content, collaborative, "hybrid" if hybrid else "popular")
+                for idx, score, content, collaborative, hybrid in zip(
+                    ranking.media_idx.tolist(),
                     np.round(ranking.score, 6).tolist(),
                     np.round(ranking.content, 6).tolist(),
                     np.round(ranking.collaborative, 6).tolist(),
                     ranking.is_hybrid.tolist(),
                 )
-                if media_id in media  # deleted from the catalog since the last refresh
+                if media[idx] is not None
             ]
             results[user_id] = Recommendations(user_id, items[offset : offset + limit], limit, offset, degraded)
         return results
+
+    def _rank_live(
+        self, model: ModelData, signals: dict[UUID, scoring.UserSignals], wanted: int
+    ) -> tuple[dict[UUID, scoring.Ranking], dict[int, Media | None]]:
+        """Each user's ranking, long enough to hold `wanted` live media, and those media by model index.
+
+        Media deleted from the catalog since the last refresh are still in the model, so each
+        ranking holds DELETED_SLACK more than wanted; the catalog query (one for every user)
+        tells which are live (None: deleted). Only when that is not enough for some users, they
+        are ranked further and the next candidates asked for: one more query per round.
+        """
+        counts = dict.fromkeys(signals, wanted + DELETED_SLACK)
+        rankings: dict[UUID, scoring.Ranking] = {}
+        media: dict[int, Media | None] = {}
+        pending = list(signals)
+        catalog = self._availability["catalog_db"]
+        while pending:
+            for user_id in pending:
+                rankings[user_id] = scoring.rank_for_user(model, signals[user_id], self._weights, counts[user_id])
+            unknown = {i for u in pending for i in rankings[u].media_idx.tolist() if i not in media}
+            ids = {UUID(bytes=model.media_ids[i].tobytes()): i for i in unknown}
+            found = self._required(lambda: catalog.call(lambda: self._catalog.media_by_ids(list(ids))))
+            media.update(dict.fromkeys(unknown))
+            media.update((ids[media_id], item) for media_id, item in found.items())
+            pending = [
+                u
+                for u in pending
+                if len(rankings[u].media_idx) == counts[u]  # the model has more to offer
+                and sum(media[i] is not None for i in rankings[u].media_idx.tolist()) < wanted
+            ]
+            for user_id in pending:
+                counts[user_id] *= 2
+        return rankings, media
 
     def _model(self, lacking: set[str]) -> ModelData:
         try:

@@ -42,7 +42,7 @@ class UserSignals:
 
     positive_idx: np.ndarray  # media engaged with positively (LIKE/WATCH, never disliked)
     positive_weight: np.ndarray  # their interaction values
-    excluded_idx: np.ndarray  # every media the user interacted with in any way
+    excluded_idx: np.ndarray  # every media the user interacted with in any way, each once
     genre_idx: np.ndarray  # the user's preferred genres known to the model (into genre_names)
     genre_count: int  # all the user's preferred genres: the content score's denominator
 
@@ -115,8 +115,8 @@ def centred_weights(values: np.ndarray) -> np.ndarray:
     return np.maximum(z * (n / (n + CENTRED_PRIOR_COUNT)) + CENTRED_OFFSET, 0.0) + CENTRED_FLOOR
 
 
-def collaborative_scores(model: ModelData, positive_idx: np.ndarray, positive_weight: np.ndarray) -> np.ndarray:
-    """Sum over the user's positive media of weight × similarity to each neighbour, scaled to [0, 1]."""
+def _co_interaction_sums(model: ModelData, positive_idx: np.ndarray, positive_weight: np.ndarray) -> np.ndarray:
+    """Per media: the sum over the user's positive media of weight × similarity (not scaled)."""
     if len(positive_idx) == 0:
         return np.zeros(len(model.media_ids), dtype=np.float64)
     starts = model.neighbour_indptr[positive_idx]
@@ -124,11 +124,7 @@ def collaborative_scores(model: ModelData, positive_idx: np.ndarray, positive_we
     # Positions of every neighbour entry of every positive media, without a Python loop.
     positions = np.arange(int(lengths.sum())) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
     contributions = np.repeat(positive_weight, lengths) * model.neighbour_similarity[positions]
-    scores = np.bincount(model.neighbour_idx[positions], weights=contributions, minlength=len(model.media_ids))
-    top = scores.max() if len(scores) else 0.0
-    if top > 0:
-        scores /= top
-    return scores
+    return np.bincount(model.neighbour_idx[positions], weights=contributions, minlength=len(model.media_ids))
 
 
 def rank_for_user(model: ModelData, signals: UserSignals, weights: Weights, count: int) -> Ranking:
@@ -140,16 +136,20 @@ def rank_for_user(model: ModelData, signals: UserSignals, weights: Weights, coun
     with a collaborative score, and the most popular media of the best-matching genre sets
     (`_genre_candidates`); the result is the same as scoring the whole catalogue.
     """
-    excluded = np.unique(signals.excluded_idx)
+    excluded = signals.excluded_idx
     count = max(0, min(count, len(model.media_ids) - len(excluded)))
-    collaborative_all = collaborative_scores(model, signals.positive_idx, signals.positive_weight)
+    # The collaborative score is these sums scaled to [0, 1] by the largest; scaled only at the candidates.
+    co_interaction = _co_interaction_sums(model, signals.positive_idx, signals.positive_weight)
+    top_co_interaction = co_interaction.max() if len(co_interaction) else 0.0
     matches = model.signature_genres[:, signals.genre_idx].sum(axis=1)  # per signature: user genres it has
-    allowed = collaborative_all > 0
+    allowed = co_interaction > 0
     allowed[_genre_candidates(model, matches, excluded, count, weights, signals.genre_count)] = True
     allowed[excluded] = False
     candidates = np.flatnonzero(allowed)
     content = matches[model.media_signature[candidates]] / max(signals.genre_count, 1)
-    collaborative = collaborative_all[candidates]
+    collaborative = co_interaction[candidates]
+    if top_co_interaction > 0:
+        collaborative /= top_co_interaction
     hybrid = weights.content * content + weights.collaborative * collaborative
     hybrid[hybrid < MIN_HYBRID_SCORE] = 0.0
     top_popularity = float(model.popularity.max()) if len(model.popularity) else 0.0
@@ -186,7 +186,7 @@ def _genre_candidates(
     if 0 < step <= POPULARITY_TIEBREAK:
         return np.arange(len(model.media_ids))  # genre levels too close to order by: score everything
     if step > 0 and len(matches):
-        sizes = np.diff(model.signature_indptr)
+        sizes = model.signature_sizes
         excluded_in = np.bincount(model.media_signature[excluded], minlength=len(sizes))
         allowed = 0
         for level in range(int(matches.max()), 0, -1):
