@@ -23,6 +23,8 @@ from prometheus_flask_exporter import PrometheusMetrics
 from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Seconds between a worker's updates of its pool and model gauges while it serves requests.
+GAUGE_REFRESH_SECONDS = 1.0
 
 
 class ServiceMetrics:
@@ -68,7 +70,8 @@ class ServiceMetrics:
                                  "Build time (Unix seconds) of the oldest model any live worker serves",
                                  multiprocess_mode="livemin", registry=r)
         self.model_age = Gauge("ml_model_age_seconds",
-                               "Age of the oldest model any live worker serves, as of that worker's last request",
+                               "Age of the oldest model any live worker serves, as of that worker's last update "
+                               "(at most a second old while it serves requests)",
                                multiprocess_mode="livemax", registry=r)
         self._pool_cache: dict = {}
         self.workers_without_model = Gauge("ml_workers_without_model", "Live workers that have no model loaded",
@@ -93,7 +96,7 @@ class ServiceMetrics:
             self.pages.labels(endpoint, fallback).inc()
 
     def update_pools(self, pools) -> None:
-        """Move the pools' counters (reset by pop_stats) into ours and set the gauges (after every request)."""
+        """Move the pools' counters (reset by pop_stats) into ours and set the gauges (see GAUGE_REFRESH_SECONDS)."""
         seen = set()
         for name, pool in pools.by_name().items():
             if id(pool) in seen:  # model_db is engagement_db's pool unless MODEL_DB_URL differs
@@ -109,7 +112,7 @@ class ServiceMetrics:
                     counter.inc(stats[key] * scale)
 
     def _pool_children(self, name: str):
-        # Labelled children looked up once per database: this runs after every request.
+        # Labelled children looked up once per database: this runs about once a second.
         children = self._pool_cache.get(name)
         if children is None:
             gauges = (self.pool_max.labels(name), self.pool_size.labels(name), self.pool_in_use.labels(name))
@@ -178,11 +181,13 @@ def register_metrics(app: Flask) -> ServiceMetrics:
     metrics.update_pools(runtime.pools)
     metrics.update_model(runtime.models.loaded)
 
-    def refresh_gauges(response=None):
+    last_refresh = [time.monotonic()]
+
+    def refresh_gauges() -> None:
         current = app.extensions["ml_service"]
         metrics.update_pools(current.pools)
         metrics.update_model(current.models.loaded)
-        return response
+        last_refresh[0] = time.monotonic()
 
     @app.before_request
     def before_scrape():
@@ -190,5 +195,12 @@ def register_metrics(app: Flask) -> ServiceMetrics:
         if request.url_rule is not None and request.url_rule.rule == "/metrics":
             refresh_gauges()
 
-    app.after_request(refresh_gauges)
+    @app.after_request
+    def after_request(response):
+        # The other workers report theirs at most GAUGE_REFRESH_SECONDS late: refreshing after
+        # every request cost more than a /health answer itself (counters lose nothing meanwhile).
+        if time.monotonic() - last_refresh[0] >= GAUGE_REFRESH_SECONDS:
+            refresh_gauges()
+        return response
+
     return metrics

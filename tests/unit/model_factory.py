@@ -19,10 +19,11 @@ def make_model(
     genres: list[list[str]],
     popularity: list[float],
     neighbours: dict[int, list[tuple[int, float]]] | None = None,
+    ids: list[uuid.UUID] | None = None,
 ) -> ModelData:
-    """A model of len(genres) media; media i has id media_uuid(i) and neighbours[i]."""
+    """A model of len(genres) media; media i has id media_uuid(i) (or ids[i], sorted) and neighbours[i]."""
     n = len(genres)
-    ids = np.frombuffer(b"".join(media_uuid(i).bytes for i in range(n)), dtype="V16")
+    ids = np.frombuffer(b"".join((media_uuid(i) if ids is None else ids[i]).bytes for i in range(n)), dtype="V16")
     names = sorted({g for gs in genres for g in gs})
     neighbours = neighbours or {}
     indptr = [0]

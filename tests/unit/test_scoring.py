@@ -1,9 +1,13 @@
 """Scoring: genre match, co-interaction, the blend, exclusions and the popular fill."""
 
+import uuid
+
 import numpy as np
 import pytest
 
-from services.scoring import MIN_HYBRID_SCORE, POPULARITY_TIEBREAK, Weights, centred_weights, rank_for_user, user_signals
+from services.scoring import (
+    MIN_HYBRID_SCORE, POPULARITY_TIEBREAK, Weights, centred_weights, media_indices, rank_for_user, user_signals,
+)
 from tests.unit.model_factory import make_history, make_model
 
 
@@ -184,3 +188,20 @@ def test_ranking_equals_a_full_sort_of_the_whole_catalogue(seed):
         expected, hybrid = full_sort(model, signals, weights, count)
         assert ranking.media_idx.tolist() == expected
         assert ranking.score.tolist() == hybrid[expected].tolist()
+
+
+def test_media_indices_find_known_ids_and_only_those():
+    rng = np.random.default_rng(3)
+    random_ids = [uuid.UUID(bytes=rng.bytes(16)) for _ in range(200)]
+    # ids sharing their first 8 bytes (sequential ones, and a run beside random ids)
+    shared = [uuid.UUID(int=i) for i in range(1, 30)] + [uuid.UUID(bytes=random_ids[0].bytes[:8] + rng.bytes(8)) for _ in range(5)]
+    known = sorted(random_ids + shared, key=lambda u: u.bytes)
+    model = make_model([[]] * len(known), [1.0] * len(known), ids=known)
+    unknown = [uuid.UUID(bytes=rng.bytes(16)) for _ in range(20)] + [uuid.UUID(int=1000)]
+    unknown += [uuid.UUID(bytes=random_ids[1].bytes[:8] + rng.bytes(8))]  # a known prefix, another id
+    asked = [known[i] for i in rng.permutation(len(known))] + unknown
+    order = rng.permutation(len(asked))
+    asked = [asked[i] for i in order]
+    idx, found = media_indices(model, np.frombuffer(b"".join(u.bytes for u in asked), dtype="V16"))
+    assert found.tolist() == [u not in unknown for u in asked]
+    assert [known[i] for i in idx[found].tolist()] == [u for u in asked if u not in unknown]
