@@ -9,7 +9,8 @@
    bench.reference_wsgi:app (the production app plus the original design's live SQL query).
 4. Drives it from a separate process (bench.load, asyncio + aiohttp) with a fixed number of
    connections, one scenario after the other: GET /health (the ceiling), single-user GET with
-   random real user ids, batch POST of 50 random users, and the live SQL reference.
+   random real user ids, batch POST of 50 random users, the live SQL reference, and the
+   single-user GET again from one connection (its latency when no request waits for another).
 5. Reads each worker's RSS and writes the report (--output, default bench/RESULTS.md).
 """
 
@@ -39,7 +40,9 @@ SCENARIO_NAMES = {
     "single": "GET /api/recommendations/<id> (1 random user)",
     "batch": "POST /api/recommendations/batch (50 random users)",
     "live_sql": "original design: live co-interaction SQL (1 user)",
+    "single_alone": "GET /api/recommendations/<id>, one connection (latency without queueing)",
 }
+REQUIRED_SCENARIOS = ("health", "single", "batch", "live_sql")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of unrecorded load before each scenario")
     parser.add_argument("--live-sql-requests", type=int, default=16,
                         help="requests of the (slow) live SQL reference; it stops at --duration too")
-    parser.add_argument("--scenarios", default="health,single,batch,live_sql",
-                        help="comma-separated subset to run (the report needs all four)")
+    parser.add_argument("--scenarios", default="health,single,batch,live_sql,single_alone",
+                        help="comma-separated subset to run (the report needs the first four)")
     parser.add_argument("--profile-requests", type=int, default=200,
                         help="requests timed stage by stage in one process after the load (0: skip)")
     parser.add_argument("--port", type=int, default=0, help="0: a free port")
@@ -84,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             _wait_ready(base, gunicorn, log)
             results = {}
             for scenario in args.scenarios.split(","):
-                results[scenario] = _drive(base, scenario, ids_file, args)
+                results[scenario] = {**_drive(base, scenario, ids_file, args), "scenario": scenario}
                 print(json.dumps(results[scenario]), flush=True)
             rss = _worker_rss(gunicorn.pid)
         finally:
@@ -99,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         for batch, count in ((1, args.profile_requests), (50, max(1, args.profile_requests // 10))):
             profiles.append(_profile(urls, batch, count))
             print(profiles[-1], flush=True)
-    if set(results) == set(SCENARIO_NAMES):
+    if set(REQUIRED_SCENARIOS) <= set(results):
         report = _report(results, rss, size, args, argv, profiles)
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(report)
@@ -250,8 +253,10 @@ def _wait_ready(base: str, process: subprocess.Popen, log: Path, timeout: float 
 
 def _drive(base: str, scenario: str, ids_file: Path, args) -> dict:
     command = [
-        sys.executable, "-m", "bench.load", "--url", base, "--scenario", scenario, "--ids", str(ids_file),
-        "--connections", str(args.connections), "--duration", str(args.duration), "--seed", str(args.seed),
+        sys.executable, "-m", "bench.load", "--url", base, "--ids", str(ids_file),
+        "--scenario", "single" if scenario == "single_alone" else scenario,
+        "--connections", str(1 if scenario == "single_alone" else args.connections),
+        "--duration", str(args.duration), "--seed", str(args.seed),
         "--warmup", str(0 if scenario == "live_sql" else args.warmup),
     ]
     if scenario == "live_sql":
@@ -333,6 +338,16 @@ def _report(results: dict, rss: list[int], size: dict, args, argv, profiles: lis
         f"- single-user GET vs the original live SQL: {_fmt(speedup_p50)}x lower p50 latency, "
         f"{_fmt(speedup_rps)}x the throughput",
         f"- batch of 50 p50 = {_fmt(batch['p50_ms'] / single['p50_ms'] if batch['p50_ms'] and single['p50_ms'] else None)}x a single user's p50",
+        f"- {args.connections} connections in a closed loop: a request also waits for the others, and the "
+        f"mean latency is {args.connections} / throughput (Little's law; "
+        f"{_fmt(1000 * args.connections / single['requests_per_second'] if single['requests_per_second'] else None, 2)} ms "
+        f"for the single-user GET here)",
+    ]
+    if "single_alone" in results:
+        alone = results["single_alone"]
+        lines.append(f"- single-user GET from one connection: p50 {_fmt(alone['p50_ms'], 2)} ms, "
+                     f"p99 {_fmt(alone['p99_ms'], 2)} ms (no request waits behind another)")
+    lines += [
         "",
         "Worker memory (RSS after the run): "
         + ", ".join(f"{r / 1024 / 1024:.0f} MB" for r in rss)

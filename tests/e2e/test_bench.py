@@ -25,13 +25,14 @@ def test_benchmark_runs_every_scenario_and_writes_its_report(db_urls, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{\"scenario")]
-    assert [r["scenario"] for r in results] == ["health", "single", "batch", "live_sql"]
+    assert [r["scenario"] for r in results] == ["health", "single", "batch", "live_sql", "single_alone"]
     for result in results:
         assert result["ok"] > 0 and result["errors"] == 0, result
     report = output.read_text()
     # Media count: the live ones (the generator deletes a few in the catalog).
     assert re.search(r"200 users, 1[01]\d media, 6,000 interactions", report), report[:600]
-    for heading in ("GET /health", "1 random user", "50 random users", "live co-interaction SQL", "Worker memory",
+    for heading in ("GET /health", "1 random user", "50 random users", "live co-interaction SQL", "one connection",
+                    "Little's law", "Worker memory",
                     "rank_for_user", "whole request through Flask"):
         assert heading in report
     assert report.count(" MB") >= 2  # one RSS figure per worker
