@@ -312,7 +312,8 @@ def _report(results: dict, rss: list[int], size: dict, args, argv, profiles: lis
         f"- Machine: {_machine()}. Server, PostgreSQL and load client share it (and, when measured, "
         f"other jobs did too: compare figures within one run, not across runs).",
         f"- Database: {size['server']}.",
-        f"- Server: Gunicorn, production config, {args.workers} workers x {args.threads} threads; "
+        f"- Server: Gunicorn, production config, {args.workers} workers x {args.threads} threads, "
+        f"LOG_LEVEL=WARNING (no access log line per request); "
         f"load: {args.connections} concurrent keep-alive connections (closed loop, asyncio + aiohttp, "
         f"separate process), {args.duration:g} s per scenario after {args.warmup:g} s of warm-up; "
         f"the live SQL reference at most {args.live_sql_requests} requests.",

@@ -21,12 +21,10 @@ class UserRepository:
         with self._pool.connection() as conn:
             rows = conn.execute(
                 """
-                SELECT u.user_id, p.user_id IS NOT NULL,
-                       coalesce(array_agg(g.genre_name) FILTER (WHERE g.genre_name IS NOT NULL), '{}')
+                SELECT u.user_id,
+                       EXISTS (SELECT FROM user_preferences p WHERE p.user_id = u.user_id),
+                       ARRAY(SELECT g.genre_name FROM tb_user_genre g WHERE g.user_id = u.user_id)
                   FROM unnest(%s::uuid[]) AS u(user_id)
-             LEFT JOIN user_preferences p ON p.user_id = u.user_id
-             LEFT JOIN tb_user_genre g ON g.user_id = u.user_id
-              GROUP BY u.user_id, p.user_id
                 """,
                 (list(user_ids),),
                 binary=True,
