@@ -10,7 +10,8 @@
 4. Drives it from a separate process (bench.load, asyncio + aiohttp) with a fixed number of
    connections, one scenario after the other: GET /health (the ceiling), single-user GET with
    random real user ids, batch POST of 50 random users, the live SQL reference, and the
-   single-user GET again from one connection (its latency when no request waits for another).
+   single and batch requests again from one connection (their latency when no request waits
+   for another).
 5. Reads each worker's RSS and writes the report (--output, default bench/RESULTS.md).
 """
 
@@ -41,6 +42,7 @@ SCENARIO_NAMES = {
     "batch": "POST /api/recommendations/batch (50 random users)",
     "live_sql": "original design: live co-interaction SQL (1 user)",
     "single_alone": "GET /api/recommendations/<id>, one connection (latency without queueing)",
+    "batch_alone": "POST /api/recommendations/batch, one connection (latency without queueing)",
 }
 REQUIRED_SCENARIOS = ("health", "single", "batch", "live_sql")
 
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of unrecorded load before each scenario")
     parser.add_argument("--live-sql-requests", type=int, default=16,
                         help="requests of the (slow) live SQL reference; it stops at --duration too")
-    parser.add_argument("--scenarios", default="health,single,batch,live_sql,single_alone",
+    parser.add_argument("--scenarios", default="health,single,batch,live_sql,single_alone,batch_alone",
                         help="comma-separated subset to run (the report needs the first four)")
     parser.add_argument("--profile-requests", type=int, default=200,
                         help="requests timed stage by stage in one process after the load (0: skip)")
@@ -254,8 +256,8 @@ def _wait_ready(base: str, process: subprocess.Popen, log: Path, timeout: float 
 def _drive(base: str, scenario: str, ids_file: Path, args) -> dict:
     command = [
         sys.executable, "-m", "bench.load", "--url", base, "--ids", str(ids_file),
-        "--scenario", "single" if scenario == "single_alone" else scenario,
-        "--connections", str(1 if scenario == "single_alone" else args.connections),
+        "--scenario", scenario.removesuffix("_alone"),
+        "--connections", str(1 if scenario.endswith("_alone") else args.connections),
         "--duration", str(args.duration), "--seed", str(args.seed),
         "--warmup", str(0 if scenario == "live_sql" else args.warmup),
     ]
@@ -344,10 +346,11 @@ def _report(results: dict, rss: list[int], size: dict, args, argv, profiles: lis
         f"{_fmt(1000 * args.connections / single['requests_per_second'] if single['requests_per_second'] else None, 2)} ms "
         f"for the single-user GET here)",
     ]
-    if "single_alone" in results:
-        alone = results["single_alone"]
-        lines.append(f"- single-user GET from one connection: p50 {_fmt(alone['p50_ms'], 2)} ms, "
-                     f"p99 {_fmt(alone['p99_ms'], 2)} ms (no request waits behind another)")
+    for key, what in (("single_alone", "single-user GET"), ("batch_alone", "batch of 50")):
+        if key in results:
+            alone = results[key]
+            lines.append(f"- {what} from one connection: p50 {_fmt(alone['p50_ms'], 2)} ms, "
+                         f"p99 {_fmt(alone['p99_ms'], 2)} ms (no request waits behind another)")
     lines += [
         "",
         "Worker memory (RSS after the run): "

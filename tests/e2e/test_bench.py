@@ -25,7 +25,7 @@ def test_benchmark_runs_every_scenario_and_writes_its_report(db_urls, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{\"scenario")]
-    assert [r["scenario"] for r in results] == ["health", "single", "batch", "live_sql", "single_alone"]
+    assert [r["scenario"] for r in results] == ["health", "single", "batch", "live_sql", "single_alone", "batch_alone"]
     for result in results:
         assert result["ok"] > 0 and result["errors"] == 0, result
     report = output.read_text()
