@@ -84,16 +84,21 @@ class ServiceMetrics:
 
     def observe_pages(self, endpoint: str, pages: Iterable[Any]) -> None:
         """Count the items of each page by source, and each page by how much fallback it needed."""
+        items = {"hybrid": 0, "popular": 0}
+        fallbacks = {"none": 0, "partial": 0, "full": 0}
         for page in pages:
-            sources = [item.source for item in page.items]
-            popular = sources.count("popular")
-            hybrid = len(sources) - popular
-            if hybrid:
-                self.items.labels("hybrid").inc(hybrid)
-            if popular:
-                self.items.labels("popular").inc(popular)
-            fallback = "none" if popular == 0 else ("full" if hybrid == 0 else "partial")
-            self.pages.labels(endpoint, fallback).inc()
+            popular = sum(item.source == "popular" for item in page.items)
+            hybrid = len(page.items) - popular
+            items["hybrid"] += hybrid
+            items["popular"] += popular
+            fallbacks["none" if popular == 0 else ("full" if hybrid == 0 else "partial")] += 1
+        # One update per label, not per page: each is a write to this worker's metrics file.
+        for source, count in items.items():
+            if count:
+                self.items.labels(source).inc(count)
+        for fallback, count in fallbacks.items():
+            if count:
+                self.pages.labels(endpoint, fallback).inc(count)
 
     def update_pools(self, pools) -> None:
         """Move the pools' counters (reset by pop_stats) into ours and set the gauges (see GAUGE_REFRESH_SECONDS)."""
