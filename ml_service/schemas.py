@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
 
 if TYPE_CHECKING:
+    from uuid import UUID
+
     from services.recommendation_service import Recommendations
 
 MAX_LIMIT = 100
@@ -99,6 +101,16 @@ def page_json(page: Recommendations) -> dict:
         "limit": page.limit,
         "offset": page.offset,
         "degraded": list(page.degraded),
+    }
+
+
+def batch_json(pages: dict[UUID, Recommendations]) -> dict:
+    """BatchResponseSchema().dump of the pages of one batch, built directly (see page_json)."""
+    degraded = next(iter(pages.values())).degraded if pages else ()  # every page lacks the same parts
+    return {
+        "results": {str(user_id): page_json(page) for user_id, page in pages.items()},
+        "total_users": len(pages),
+        "degraded": list(degraded),
     }
 
 

@@ -12,7 +12,6 @@ import numpy as np
 
 from database.records import History, ModelData
 
-POSITIVE_TYPES = frozenset({"LIKE", "WATCH"})
 # Hybrid scores below this count as zero: such an item is popular-filled, not hybrid-ranked.
 MIN_HYBRID_SCORE = 1e-6
 # Popularity breaks ties between equal hybrid scores without ever outweighing a real
@@ -161,6 +160,8 @@ def rank_for_user(model: ModelData, signals: UserSignals, weights: Weights, coun
 
 def _largest(key: np.ndarray, count: int) -> np.ndarray:
     """Positions of the `count` largest keys, largest first; equal keys in position order."""
+    if count <= 0:
+        return np.zeros(0, dtype=np.int64)
     if count < len(key):
         threshold = np.partition(key, len(key) - count)[len(key) - count]
         within = np.flatnonzero(key >= threshold)  # the top count and every key equal to the last

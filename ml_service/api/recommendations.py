@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, request
 from werkzeug.routing import BaseConverter
 
-from ml_service.schemas import BatchRequestSchema, SingleRequestSchema, page_json
+from ml_service.schemas import BatchRequestSchema, SingleRequestSchema, batch_json, page_json
 
 bp = Blueprint("recommendations", __name__, url_prefix="/api/recommendations")
 
@@ -36,6 +36,4 @@ def recommendations_for_users():
     """Ranked media for 1-50 users. 200 · 400 invalid body · 413 too large · 415 not JSON · 503."""
     args = batch_request_schema.load(request.get_json())
     results = current_app.extensions["ml_service"].recommender.recommend_many(**args)
-    degraded = next(iter(results.values())).degraded  # one answer: every user lacks the same parts
-    # BatchResponseSchema
-    return {"results": {str(k): page_json(v) for k, v in results.items()}, "total_users": len(results), "degraded": list(degraded)}
+    return batch_json(results)  # BatchResponseSchema
