@@ -41,6 +41,7 @@ async def run(url: str, scenario: str, ids: list[str], connections: int, duratio
     latencies: list[float] = []
     errors: dict[str, int] = {}
     sent = 0
+    warmup_requests = 0
     connector = aiohttp.TCPConnector(limit=connections, force_close=False)
     timeout = aiohttp.ClientTimeout(total=120)
     async with aiohttp.ClientSession(url, connector=connector, timeout=timeout) as session:
@@ -62,8 +63,10 @@ async def run(url: str, scenario: str, ids: list[str], connections: int, duratio
                     errors[str(status)] = errors.get(str(status), 0) + 1
 
         async def warm() -> None:
+            nonlocal warmup_requests
             end = time.perf_counter() + warmup
             while time.perf_counter() < end:
+                warmup_requests += 1
                 await one(record=False)
 
         async def loop(end: float) -> None:
@@ -96,6 +99,7 @@ async def run(url: str, scenario: str, ids: list[str], connections: int, duratio
         "p95_ms": percentile(95),
         "p99_ms": percentile(99),
         "mean_ms": round(1000 * sum(latencies) / len(latencies), 3) if latencies else None,
+        "warmup_requests": warmup_requests,
     }
 
 

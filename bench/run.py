@@ -88,9 +88,16 @@ def main(argv: list[str] | None = None) -> int:
             base = f"http://127.0.0.1:{port}"
             _wait_ready(base, gunicorn, log)
             results = {}
+            processes = {"server": gunicorn.pid, "postgres": _postmaster(urls)}
             for scenario in args.scenarios.split(","):
-                results[scenario] = {**_drive(base, scenario, ids_file, args), "scenario": scenario}
-                print(json.dumps(results[scenario]), flush=True)
+                before = {name: _cpu_seconds(pid) for name, pid in processes.items()}
+                result = {**_drive(base, scenario, ids_file, args), "scenario": scenario}
+                requests = result["ok"] + result["errors"] + result["warmup_requests"]
+                for name, pid in processes.items():
+                    used = _cpu_seconds(pid) - before[name] if pid else None
+                    result[f"{name}_cpu_ms_per_request"] = round(1000 * used / requests, 3) if used is not None and requests else None
+                results[scenario] = result
+                print(json.dumps(result), flush=True)
             rss = _worker_rss(gunicorn.pid)
         finally:
             gunicorn.terminate()
@@ -278,6 +285,39 @@ def _profile(urls, batch: int, requests: int) -> str:
     return done.stdout.strip()
 
 
+def _postmaster(urls) -> int | None:
+    """The PostgreSQL server's main process when it runs on this machine (its CPU is then measured)."""
+    with psycopg.connect(urls.user) as conn:
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    try:
+        parent = int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        return parent if "postgres" in Path(f"/proc/{parent}/comm").read_text() else None
+    except (OSError, ValueError, IndexError):
+        return None  # a server elsewhere
+
+
+def _cpu_seconds(root: int | None) -> float:
+    """CPU time (user + system) used so far by `root` and every process below it, from /proc."""
+    if root is None:
+        return 0.0
+    children: dict[int, list[int]] = {}
+    ticks: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        pid = int(stat.parent.name)
+        children.setdefault(int(fields[1]), []).append(pid)
+        ticks[pid] = int(fields[11]) + int(fields[12])  # utime, stime
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += ticks.get(pid, 0)
+        todo.extend(children.get(pid, ()))
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def _worker_rss(master: int) -> list[int]:
     """Resident memory (bytes) of each Gunicorn worker process."""
     children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
@@ -320,15 +360,17 @@ def _report(results: dict, rss: list[int], size: dict, args, argv, profiles: lis
         f"separate process), {args.duration:g} s per scenario after {args.warmup:g} s of warm-up; "
         f"the live SQL reference at most {args.live_sql_requests} requests.",
         "",
-        "| scenario | requests/s | p50 ms | p95 ms | p99 ms | errors | requests | throughput vs /health |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| scenario | requests/s | p50 ms | p95 ms | p99 ms | errors | requests | throughput vs /health "
+        "| CPU ms per request: Gunicorn | PostgreSQL |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for key, result in results.items():
         ratio = result["requests_per_second"] / health["requests_per_second"] if health["requests_per_second"] else None
         lines.append(
             f"| {SCENARIO_NAMES[key]} | {_fmt(result['requests_per_second'])} | {_fmt(result['p50_ms'], 2)} | "
             f"{_fmt(result['p95_ms'], 2)} | {_fmt(result['p99_ms'], 2)} | {result['errors']} | "
-            f"{result['ok'] + result['errors']} | {_fmt(None if ratio is None else 100 * ratio)} % |"
+            f"{result['ok'] + result['errors']} | {_fmt(None if ratio is None else 100 * ratio)} % | "
+            f"{_fmt(result.get('server_cpu_ms_per_request'), 2)} | {_fmt(result.get('postgres_cpu_ms_per_request'), 2)} |"
         )
     speedup_p50 = live["p50_ms"] / single["p50_ms"] if live["p50_ms"] and single["p50_ms"] else None
     speedup_rps = (single["requests_per_second"] / live["requests_per_second"]
@@ -346,6 +388,14 @@ def _report(results: dict, rss: list[int], size: dict, args, argv, profiles: lis
         f"{_fmt(1000 * args.connections / single['requests_per_second'] if single['requests_per_second'] else None, 2)} ms "
         f"for the single-user GET here)",
     ]
+    cpu = [batch.get("server_cpu_ms_per_request"), batch.get("postgres_cpu_ms_per_request")]
+    if None not in cpu:
+        lines.append(
+            f"- CPU is the limit: a batch of 50 costs {_fmt(sum(cpu), 1)} ms of CPU (Gunicorn + PostgreSQL), so "
+            f"{args.connections} in flight on {os.cpu_count()} cores take about {args.connections} x {_fmt(sum(cpu), 1)} / "
+            f"{os.cpu_count()} = {_fmt(args.connections * sum(cpu) / os.cpu_count(), 1)} ms each (measured mean: "
+            f"{_fmt(batch['mean_ms'], 1)} ms); the load client uses the same cores"
+        )
     for key, what in (("single_alone", "single-user GET"), ("batch_alone", "batch of 50")):
         if key in results:
             alone = results[key]

@@ -28,11 +28,13 @@ def test_benchmark_runs_every_scenario_and_writes_its_report(db_urls, tmp_path):
     assert [r["scenario"] for r in results] == ["health", "single", "batch", "live_sql", "single_alone", "batch_alone"]
     for result in results:
         assert result["ok"] > 0 and result["errors"] == 0, result
+        # CPU of the Gunicorn processes and of the (embedded, local) PostgreSQL, per request
+        assert result["server_cpu_ms_per_request"] > 0 and result["postgres_cpu_ms_per_request"] is not None, result
     report = output.read_text()
     # Media count: the live ones (the generator deletes a few in the catalog).
     assert re.search(r"200 users, 1[01]\d media, 6,000 interactions", report), report[:600]
     for heading in ("GET /health", "1 random user", "50 random users", "live co-interaction SQL", "one connection",
-                    "Little's law", "Worker memory",
+                    "Little's law", "CPU is the limit", "Worker memory",
                     "rank_for_user", "whole request through Flask"):
         assert heading in report
     assert report.count(" MB") >= 2  # one RSS figure per worker
