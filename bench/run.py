@@ -287,13 +287,13 @@ def _profile(urls, batch: int, requests: int) -> str:
 
 def _postmaster(urls) -> int | None:
     """The PostgreSQL server's main process when it runs on this machine (its CPU is then measured)."""
-    with psycopg.connect(urls.user) as conn:
+    with psycopg.connect(urls.user) as conn:  # read while the backend lives: it exits on close
         backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-    try:
-        parent = int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        return parent if "postgres" in Path(f"/proc/{parent}/comm").read_text() else None
-    except (OSError, ValueError, IndexError):
-        return None  # a server elsewhere
+        try:
+            parent = int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            return parent if "postgres" in Path(f"/proc/{parent}/comm").read_text() else None
+        except (OSError, ValueError, IndexError):
+            return None  # a server elsewhere
 
 
 def _cpu_seconds(root: int | None) -> float:
