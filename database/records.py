@@ -91,7 +91,15 @@ class ModelData:
         membership = np.zeros((media, len(self.genre_names)), dtype=bool)
         for genre, members in enumerate(self.media_genres):
             membership[members, genre] = True
-        signature_genres, media_signature = np.unique(membership, axis=0, return_inverse=True)
+        if len(self.genre_names):
+            # One key per media: its genre bits packed into bytes (np.unique over rows is slow).
+            packed = np.packbits(membership, axis=1)
+            keys = np.ascontiguousarray(packed).view(f"V{packed.shape[1]}").reshape(-1)
+            _, first, media_signature = np.unique(keys, return_index=True, return_inverse=True)
+            signature_genres = membership[first]
+        else:
+            signature_genres = np.zeros((1 if media else 0, 0), dtype=bool)
+            media_signature = np.zeros(media, dtype=np.int64)
         media_signature = media_signature.reshape(-1).astype(np.int64)
         index = np.arange(media)
         order = np.lexsort((index, -self.popularity.astype(np.float64), media_signature))

@@ -205,3 +205,19 @@ def test_media_indices_find_known_ids_and_only_those():
     idx, found = media_indices(model, np.frombuffer(b"".join(u.bytes for u in asked), dtype="V16"))
     assert found.tolist() == [u not in unknown for u in asked]
     assert [known[i] for i in idx[found].tolist()] == [u for u in asked if u not in unknown]
+
+
+def test_signatures_group_media_by_their_exact_genres_most_popular_first():
+    genres = [["A", "B"], ["B"], [], ["A", "B"], ["B"], ["A", "B"]]
+    model = make_model(genres, [1.0, 5.0, 2.0, 3.0, 5.0, 3.0])
+    names = list(model.genre_names)
+    for media, expected in enumerate(genres):
+        signature = model.media_signature[media]
+        assert {names[g] for g in np.flatnonzero(model.signature_genres[signature])} == set(expected)
+    groups = {
+        s: model.signature_media[model.signature_indptr[s]:model.signature_indptr[s + 1]].tolist()
+        for s in range(len(model.signature_genres))
+    }
+    # popularity first, then the lower index
+    assert sorted(groups.values()) == sorted([[3, 5, 0], [1, 4], [2]])
+    assert model.by_popularity.tolist() == [1, 4, 3, 5, 2, 0]
