@@ -14,6 +14,7 @@ import json
 import random
 import sys
 import time
+from pathlib import Path
 
 import aiohttp
 
@@ -80,13 +81,6 @@ async def run(url: str, scenario: str, ids: list[str], connections: int, duratio
         started = time.perf_counter()
         await asyncio.gather(*(loop(started + duration) for _ in range(connections)))
         elapsed = time.perf_counter() - started
-    latencies.sort()
-
-    def percentile(p: float) -> float | None:
-        if not latencies:
-            return None
-        return round(1000 * latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))], 3)
-
     return {
         "scenario": scenario,
         "connections": connections,
@@ -94,12 +88,27 @@ async def run(url: str, scenario: str, ids: list[str], connections: int, duratio
         "ok": len(latencies),
         "errors": sum(errors.values()),
         "error_kinds": errors,
-        "requests_per_second": round(len(latencies) / elapsed, 2) if elapsed > 0 else 0.0,
+        **figures(latencies, elapsed),
+        "warmup_requests": warmup_requests,
+        "latencies": latencies,
+    }
+
+
+def figures(latencies: list[float], seconds: float) -> dict:
+    """Throughput and latency percentiles (ms) of the successful requests' latencies (s)."""
+    latencies = sorted(latencies)
+
+    def percentile(p: float) -> float | None:
+        if not latencies:
+            return None
+        return round(1000 * latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))], 3)
+
+    return {
+        "requests_per_second": round(len(latencies) / seconds, 2) if seconds > 0 else 0.0,
         "p50_ms": percentile(50),
         "p95_ms": percentile(95),
         "p99_ms": percentile(99),
         "mean_ms": round(1000 * sum(latencies) / len(latencies), 3) if latencies else None,
-        "warmup_requests": warmup_requests,
     }
 
 
@@ -114,13 +123,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-requests", type=int, default=10**9)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--latencies", help="also write every successful request's latency (s) to this JSON file")
     args = parser.parse_args(argv)
     ids = open(args.ids).read().split() if args.ids else []
     if args.scenario != "health" and not ids:
         parser.error("--ids with at least one user id is required for this scenario")
     result = asyncio.run(run(args.url, args.scenario, ids, args.connections, args.duration,
                              args.max_requests, args.warmup, args.seed))
-    json.dump(result, sys.stdout)
+    if args.latencies:
+        Path(args.latencies).write_text(json.dumps(result["latencies"]))
+    json.dump({k: v for k, v in result.items() if k != "latencies"}, sys.stdout)
     print()
     return 0
 

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import psycopg
 
+from bench.load import figures
+
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN_CONFIG = ROOT / "ml_service" / "gunicorn.conf.py"
 MOVIELENS_DIR = ROOT / "data" / "ml-latest-small"
@@ -45,6 +47,7 @@ SCENARIO_NAMES = {
     "batch_alone": "POST /api/recommendations/batch, one connection (latency without queueing)",
 }
 REQUIRED_SCENARIOS = ("health", "single", "batch", "live_sql")
+INTERLEAVED = ("health", "single", "batch")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="0: a free port")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="health, single and batch alternate in this many rounds of duration / rounds seconds")
     args = parser.parse_args(argv)
 
     urls, server = _databases(args.pgdata)
@@ -87,17 +92,28 @@ def main(argv: list[str] | None = None) -> int:
         try:
             base = f"http://127.0.0.1:{port}"
             _wait_ready(base, gunicorn, log)
-            results = {}
             processes = {"server": gunicorn.pid, "postgres": _postmaster(urls)}
-            for scenario in args.scenarios.split(","):
-                before = {name: _cpu_seconds(pid) for name, pid in processes.items()}
-                result = {**_drive(base, scenario, ids_file, args), "scenario": scenario}
-                requests = result["ok"] + result["errors"] + result["warmup_requests"]
-                for name, pid in processes.items():
-                    used = _cpu_seconds(pid) - before[name] if pid else None
-                    result[f"{name}_cpu_ms_per_request"] = round(1000 * used / requests, 3) if used is not None and requests else None
-                results[scenario] = result
-                print(json.dumps(result), flush=True)
+            scenarios = args.scenarios.split(",")
+            # The ceiling and what it is compared with alternate in rounds, so that a busy moment
+            # of a shared machine hits each of them alike; the other scenarios run once.
+            interleaved = [s for s in scenarios if s in INTERLEAVED]
+            parts: dict[str, list[dict]] = {s: [] for s in scenarios}
+            for round_ in range(args.rounds):
+                for scenario in interleaved:
+                    parts[scenario].append(_measure(
+                        base, scenario, ids_file, args, processes, Path(tmp),
+                        duration=args.duration / args.rounds, warmup=args.warmup if round_ == 0 else 1.0,
+                    ))
+            for scenario in scenarios:
+                if scenario not in INTERLEAVED:
+                    parts[scenario].append(_measure(
+                        base, scenario, ids_file, args, processes, Path(tmp), duration=args.duration,
+                        warmup=0 if scenario == "live_sql" else args.warmup,
+                    ))
+            results = {}
+            for scenario in scenarios:
+                results[scenario] = _merge(scenario, parts[scenario], processes)
+                print(json.dumps(results[scenario]), flush=True)
             rss = _worker_rss(gunicorn.pid)
         finally:
             gunicorn.terminate()
@@ -260,20 +276,50 @@ def _wait_ready(base: str, process: subprocess.Popen, log: Path, timeout: float 
     raise SystemExit(f"{base}/health/ready did not answer 200 within {timeout} s:\n{log.read_text()}")
 
 
-def _drive(base: str, scenario: str, ids_file: Path, args) -> dict:
+def _measure(base: str, scenario: str, ids_file: Path, args, processes: dict, tmp: Path,
+             duration: float, warmup: float) -> dict:
+    """One run of the load client, with its raw latencies and the CPU each process tree used."""
+    latencies = tmp / "latencies.json"
     command = [
         sys.executable, "-m", "bench.load", "--url", base, "--ids", str(ids_file),
         "--scenario", scenario.removesuffix("_alone"),
         "--connections", str(1 if scenario.endswith("_alone") else args.connections),
-        "--duration", str(args.duration), "--seed", str(args.seed),
-        "--warmup", str(0 if scenario == "live_sql" else args.warmup),
+        "--duration", str(duration), "--warmup", str(warmup), "--seed", str(args.seed),
+        "--latencies", str(latencies),
     ]
     if scenario == "live_sql":
         command += ["--max-requests", str(args.live_sql_requests)]
+    before = {name: _cpu_seconds(pid) for name, pid in processes.items()}
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"load client failed for {scenario}:\n{done.stderr}")
-    return json.loads(done.stdout)
+    cpu = {name: _cpu_seconds(pid) - before[name] for name, pid in processes.items()}
+    return {**json.loads(done.stdout), "latencies": json.loads(latencies.read_text()), "cpu": cpu}
+
+
+def _merge(scenario: str, parts: list[dict], processes: dict) -> dict:
+    """The figures of a scenario over all its runs."""
+    seconds = sum(p["seconds"] for p in parts)
+    error_kinds: dict[str, int] = {}
+    for part in parts:
+        for kind, count in part["error_kinds"].items():
+            error_kinds[kind] = error_kinds.get(kind, 0) + count
+    merged = {
+        "scenario": scenario,
+        "connections": parts[0]["connections"],
+        "runs": len(parts),
+        "seconds": round(seconds, 3),
+        "ok": sum(p["ok"] for p in parts),
+        "errors": sum(p["errors"] for p in parts),
+        "error_kinds": error_kinds,
+        **figures([latency for p in parts for latency in p["latencies"]], seconds),
+        "warmup_requests": sum(p["warmup_requests"] for p in parts),
+    }
+    requests = merged["ok"] + merged["errors"] + merged["warmup_requests"]
+    for name, pid in processes.items():
+        used = sum(p["cpu"][name] for p in parts)
+        merged[f"{name}_cpu_ms_per_request"] = round(1000 * used / requests, 3) if pid and requests else None
+    return merged
 
 
 def _profile(urls, batch: int, requests: int) -> str:
@@ -358,6 +404,8 @@ def _report(results: dict, rss: list[int], size: dict, args, argv, profiles: lis
         f"LOG_LEVEL=WARNING (no access log line per request); "
         f"load: {args.connections} concurrent keep-alive connections (closed loop, asyncio + aiohttp, "
         f"separate process), {args.duration:g} s per scenario after {args.warmup:g} s of warm-up; "
+        f"/health, single and batch alternate in {args.rounds} rounds of {args.duration / args.rounds:g} s "
+        f"(1 s of warm-up after the first), so a busy moment of the machine hits each alike; "
         f"the live SQL reference at most {args.live_sql_requests} requests.",
         "",
         "| scenario | requests/s | p50 ms | p95 ms | p99 ms | errors | requests | throughput vs /health "

@@ -26,6 +26,7 @@ def test_benchmark_runs_every_scenario_and_writes_its_report(db_urls, tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{\"scenario")]
     assert [r["scenario"] for r in results] == ["health", "single", "batch", "live_sql", "single_alone", "batch_alone"]
+    assert [r["runs"] for r in results] == [4, 4, 4, 1, 1, 1]  # the first three alternate in rounds
     for result in results:
         assert result["ok"] > 0 and result["errors"] == 0, result
         # CPU of the Gunicorn processes and of the (embedded, local) PostgreSQL, per request
