@@ -29,8 +29,10 @@ def test_benchmark_runs_every_scenario_and_writes_its_report(db_urls, tmp_path):
     assert [r["runs"] for r in results] == [4, 4, 4, 1, 1, 1]  # the first three alternate in rounds
     for result in results:
         assert result["ok"] > 0 and result["errors"] == 0, result
-        # CPU of the Gunicorn processes and of the (embedded, local) PostgreSQL, per request
-        assert result["server_cpu_ms_per_request"] > 0 and result["postgres_cpu_ms_per_request"] is not None, result
+        # CPU of the Gunicorn processes and of the (embedded, local) PostgreSQL, per request (in
+        # clock ticks: a scenario of a few milliseconds may have used none)
+        assert result["server_cpu_ms_per_request"] >= 0 and result["postgres_cpu_ms_per_request"] >= 0, result
+    assert sum(r["server_cpu_ms_per_request"] for r in results) > 0
     report = output.read_text()
     # Media count: the live ones (the generator deletes a few in the catalog).
     assert re.search(r"200 users, 1[01]\d media, 6,000 interactions", report), report[:600]
