@@ -31,7 +31,10 @@ def test_benchmark_runs_every_scenario_and_writes_its_report(db_urls, tmp_path):
         assert result["ok"] > 0 and result["errors"] == 0, result
         # CPU of the Gunicorn processes and of the (embedded, local) PostgreSQL, per request (in
         # clock ticks: a scenario of a few milliseconds may have used none)
-        assert result["server_cpu_ms_per_request"] >= 0 and result["postgres_cpu_ms_per_request"] >= 0, result
+        assert result["server_cpu_ms_per_request"] >= 0, result
+        postgres = result["postgres_cpu_ms_per_request"]
+        # measured when the server runs on this machine, as the embedded one does
+        assert postgres >= 0 if not os.environ.get("TEST_ADMIN_DB_URL") else postgres is None or postgres >= 0, result
     assert sum(r["server_cpu_ms_per_request"] for r in results) > 0
     report = output.read_text()
     # Media count: the live ones (the generator deletes a few in the catalog).
