@@ -49,6 +49,8 @@ def live_sql(user_id: str):
         user = UUID(user_id)
     except ValueError:
         abort(404)
+    # Not bounded by the request deadline (it takes seconds at 25M): not a stuck request either.
+    current_app.extensions["ml_service.liveness"].finished()
     pool: ConnectionPool = current_app.extensions["bench_pool"]
     with pool.connection() as conn:
         rows = conn.execute(LIVE_SQL, {"user": user, "limit": 10}).fetchall()

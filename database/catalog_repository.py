@@ -6,21 +6,22 @@ from typing import Sequence
 from uuid import UUID
 
 import numpy as np
-from psycopg_pool import ConnectionPool
 
 from database import binary_copy
+from database.deadline import Deadline
+from database.pools import Database
 from database.records import Media
 
 
 class CatalogRepository:
     """Media, their genres, and which of them are live."""
 
-    def __init__(self, pool: ConnectionPool) -> None:
-        self._pool = pool
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
-    def media_by_ids(self, media_ids: Sequence[UUID]) -> dict[UUID, Media]:
+    def media_by_ids(self, media_ids: Sequence[UUID], deadline: Deadline | None = None) -> dict[UUID, Media]:
         """The live (not deleted) media among `media_ids`, with their genres."""
-        with self._pool.connection() as conn:
+        with self._db.connection(deadline) as conn:
             rows = conn.execute(
                 """
                 SELECT m.id, m.title, m.media_type, m.release_year, m.cover_url,
@@ -33,9 +34,9 @@ class CatalogRepository:
             ).fetchall()
         return {row[0]: Media(row[0], row[1], row[2], row[3], row[4], tuple(row[5])) for row in rows}
 
-    def newest_media(self, limit: int) -> list[Media]:
+    def newest_media(self, limit: int, deadline: Deadline | None = None) -> list[Media]:
         """The `limit` most recently released live media, newest first, with their genres."""
-        with self._pool.connection() as conn:
+        with self._db.connection(deadline) as conn:
             rows = conn.execute(
                 """
                 SELECT m.id, m.title, m.media_type, m.release_year, m.cover_url,
@@ -56,7 +57,7 @@ class CatalogRepository:
 
     def live_media_genres(self) -> tuple[np.ndarray, dict[bytes, list[str]]]:
         """All live media ids (numpy V16, sorted) and each one's genres; for the refresh job."""
-        with self._pool.connection() as conn:
+        with self._db.connection() as conn:
             ids = binary_copy.read_all(
                 conn, "SELECT id FROM medias WHERE deleted_at IS NULL ORDER BY id", [("id", "uuid")]
             )["id"].copy()

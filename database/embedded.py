@@ -20,14 +20,18 @@ def start_embedded(data_dir: Path, cleanup_mode: str | None = "stop"):
     """
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    if not os.environ.get("XDG_RUNTIME_DIR"):
-        # platformdirs (used by pgserver) warns without a private runtime directory, as in CI.
-        runtime = data_dir.parent / "runtime"
-        runtime.mkdir(mode=0o700, exist_ok=True)
-        os.environ["XDG_RUNTIME_DIR"] = str(runtime)
+    ensure_runtime_dir(data_dir.parent)
     import pgserver  # only the demo and the tests need it (requirements-dev.txt)
 
     return pgserver.get_server(data_dir, cleanup_mode=cleanup_mode)
+
+
+def ensure_runtime_dir(parent: Path) -> None:
+    """Give platformdirs (used by pgserver) a private runtime directory: it warns without one, as in CI."""
+    if not os.environ.get("XDG_RUNTIME_DIR"):
+        runtime = Path(parent) / "runtime"
+        runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.environ["XDG_RUNTIME_DIR"] = str(runtime)
 
 
 def create_databases(server, names: dict[str, str] = DATABASES) -> DatabaseUrls:

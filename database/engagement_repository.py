@@ -6,24 +6,25 @@ from typing import Iterator, Sequence
 from uuid import UUID
 
 import numpy as np
-from psycopg_pool import ConnectionPool
 
 from database import binary_copy
+from database.deadline import Deadline
+from database.pools import Database
 from database.records import History
 
 
 class EngagementRepository:
     """Users' interactions with media."""
 
-    def __init__(self, pool: ConnectionPool) -> None:
-        self._pool = pool
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
-    def histories_by_user_ids(self, user_ids: Sequence[UUID]) -> dict[UUID, History]:
+    def histories_by_user_ids(self, user_ids: Sequence[UUID], deadline: Deadline | None = None) -> dict[UUID, History]:
         """Each requested user's interactions aggregated per media (users without any are absent)."""
         # Aggregated here and sent as one packed array per user and column (uuid_send and
         # float8send bytes, in the same row order): no Python object per interaction. A batch
         # of 50 users reads ~8,000 interactions.
-        with self._pool.connection() as conn:
+        with self._db.connection(deadline) as conn:
             rows = conn.execute(
                 """
                 SELECT user_id, string_agg(uuid_send(media_id), ''::bytea),
@@ -45,13 +46,13 @@ class EngagementRepository:
             for user_id, media, values in rows
         }
 
-    def recently_popular_media(self, recent: int, limit: int) -> list[tuple[UUID, int]]:
+    def recently_popular_media(self, recent: int, limit: int, deadline: Deadline | None = None) -> list[tuple[UUID, int]]:
         """The `limit` media with most positive interactions among the `recent` newest ones, most first.
 
         Bounded work for serving without a model (services/fallback_model.py); the sort over
         "timestamp" is cheap with an index on it, and statement_timeout caps it without one.
         """
-        with self._pool.connection() as conn:
+        with self._db.connection(deadline) as conn:
             rows = conn.execute(
                 """
                 SELECT media_id, count(*) AS positives
@@ -95,5 +96,5 @@ class EngagementRepository:
           GROUP BY user_id, media_id
           ORDER BY user_id, media_id
         """
-        with self._pool.connection() as conn:
+        with self._db.connection() as conn:
             yield from binary_copy.read_rows(conn, query, columns, chunk_rows=chunk_rows)

@@ -11,9 +11,10 @@ from uuid import UUID
 import numpy as np
 import psycopg
 from psycopg import sql
-from psycopg_pool import ConnectionPool
 
 from database import binary_copy
+from database.deadline import Deadline
+from database.pools import Database
 from database.records import ModelData, ModelInfo
 
 # Readers and the publisher lock the model tables in this order, so a reader sees either the
@@ -84,20 +85,20 @@ class NewModel:
 class ModelRepository:
     """Reads and writes the tables in schema `ml`."""
 
-    def __init__(self, pool: ConnectionPool) -> None:
-        self._pool = pool
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
-    def current_version(self) -> int | None:
+    def current_version(self, deadline: Deadline | None = None) -> int | None:
         """The version of the published model, None when there is none (or no schema yet)."""
-        with self._pool.connection() as conn:
+        with self._db.connection(deadline) as conn:
             try:
                 return conn.execute("SELECT max(version) FROM ml.model_builds").fetchone()[0]
             except psycopg.errors.UndefinedTable:
                 return None
 
-    def load(self) -> ModelData | None:
+    def load(self, deadline: Deadline | None = None) -> ModelData | None:
         """The published model as arrays, read consistently; None when none is published."""
-        with self._pool.connection() as conn, conn.transaction():
+        with self._db.connection(deadline) as conn, conn.transaction():
             # Loading runs in the background, off the request path: the request statement
             # timeout does not apply (at 25M interactions the neighbours are ~3M rows).
             conn.execute(f"SET LOCAL statement_timeout = {LOAD_TIMEOUT_MS}")
@@ -163,7 +164,7 @@ class ModelRepository:
 
         Returns the new version. Raises RefreshInProgress when another refresh is publishing.
         """
-        with self._pool.connection() as conn:
+        with self._db.connection() as conn:
             if not conn.execute("SELECT pg_try_advisory_lock(%s)", (REFRESH_LOCK_KEY,)).fetchone()[0]:
                 raise RefreshInProgress("another refresh is running against this model database")
             try:

@@ -1,93 +1,330 @@
-"""One psycopg connection pool per database, opened inside the process that uses it."""
+"""The databases a process talks to: per database a connection pool, its availability, bounded access.
+
+Every read on the request path goes through `Database.connection(deadline)`, the one place that
+- skips a database known to be down (`Unavailable` at once: the answer is degraded or 503),
+- waits for a pooled connection no longer than the deadline,
+- cuts the connection when the deadline passes, whatever the server does (database/deadline.py),
+- and marks the database down on any connection failure, so that the other requests of this
+  process skip it at once instead of each finding out again.
+
+A database marked down is probed by a thread of its own with a fresh connection (never through
+the pool, whose queue may hold requests), every `probe_interval` seconds. When a probe
+succeeds, the pool is replaced by a new one that has a working connection (a pool that stopped
+reconnecting during a long outage is never used again), and one request is let through as a
+trial while the others still skip the database: if it succeeds the database is available
+again, if it fails (a database that answers a probe but not real queries in time, such as one
+behind a slow link) it is marked down again. So a slow database costs one waiting request per
+probe interval, not every request.
+
+Gunicorn forks workers and libpq connections cannot cross a fork, so all of this is created in
+the worker (gunicorn.conf.py does not preload the app).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import select
+import threading
+import time
 from dataclasses import dataclass
+from typing import Callable, Iterator
 
 import psycopg
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
+from database.deadline import WATCHDOG, Deadline
 from ml_service.config import Settings
 
-# Seconds a pool keeps retrying a failed connection in the background (1 s, then 2 s apart)
-# before it leaves reconnecting to the next request that needs one. psycopg_pool's default
-# (5 minutes with exponential backoff) could leave a pool waiting half a minute after its
-# database came back; a short one lets the availability probe (services/availability.py)
-# reconnect within a second or two.
+log = logging.getLogger(__name__)
+
+# Seconds to establish a connection (psycopg enforces it over the whole handshake; 2 is its minimum).
+CONNECT_TIMEOUT = 2
+# Seconds a probe's SELECT 1 may take, and a replacement pool may take to hold a connection.
+PROBE_TIMEOUT = 1.0
+# libpq's TCP settings (ignored on Unix sockets): an idle connection to a host that vanished is
+# found dead within about 5 + 2 × 3 s, and unacknowledged data gives up after 10 s. They bound
+# the offline jobs too, which run without a deadline.
+TCP_SETTINGS = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 10_000,
+}
+# Seconds a request waits for a pooled connection at a time before it looks whether the pool's
+# last attempt to connect failed (then it gives up at once instead of waiting out its deadline).
+WAIT_SLICE = 0.05
+# Seconds a pool keeps retrying a failed connection in the background before leaving it to the
+# next request that needs one (psycopg_pool's default, 5 minutes, is moot: a failing database
+# is probed and its pool replaced).
 RECONNECT_TIMEOUT = 2.0
 
 
-@dataclass(frozen=True)
-class Pools:
-    """The pools the repositories borrow connections from; `model` may be `engagement` itself."""
+class Unavailable(Exception):
+    """The database is marked down: the read was skipped, or failed just now and marked it down."""
 
-    user: ConnectionPool
-    catalog: ConnectionPool
-    engagement: ConnectionPool
-    model: ConnectionPool
+    def __init__(self, name: str) -> None:
+        super().__init__(f"{name} is unavailable")
+        self.name = name
 
-    def by_name(self) -> dict[str, ConnectionPool]:
-        """Pools keyed by database name, as /health/ready and logs report them."""
-        return {"user_db": self.user, "catalog_db": self.catalog, "engagement_db": self.engagement, "model_db": self.model}
+
+class Database:
+    """One database: a pool (replaced after an outage), whether it answers, bounded connections."""
+
+    def __init__(
+        self,
+        name: str,
+        make_pool: Callable[[type[psycopg.Connection]], ConnectionPool],
+        connection_class: type[psycopg.Connection],
+        connect: Callable[[], psycopg.Connection],
+        probe_interval: float,
+    ) -> None:
+        self.name = name
+        self._connect = connect  # a fresh connection outside the pool, for probes
+        self._probe_interval = probe_interval
+        # The error of the pool's last attempt to connect, None after a success.
+        self.connect_error: Exception | None = None
+        database = self
+
+        class Tracked(connection_class):  # type: ignore[valid-type, misc]
+            """The pool's connections: each attempt to connect records whether it failed."""
+
+            @classmethod
+            def connect(cls, *args, **kwargs):
+                try:
+                    conn = super().connect(*args, **kwargs)
+                except Exception as error:
+                    database.connect_error = error
+                    raise
+                database.connect_error = None
+                return conn
+
+        self._make_pool = lambda: make_pool(Tracked)
+        self._pool = self._make_pool()
+        self._lock = threading.Lock()
+        self._down_since: float | None = None  # None: available
+        self._trial_open = False  # after a successful probe: the next request may try the database
+        self._probing = False
+        self._closed = threading.Event()
+
+    @property
+    def pool(self) -> ConnectionPool:
+        """The current pool (a new one after each outage)."""
+        return self._pool
+
+    @property
+    def available(self) -> bool:
+        """False from a failure until a request succeeds after a successful probe."""
+        return self._down_since is None
+
+    @contextlib.contextmanager
+    def connection(self, deadline: Deadline | None = None) -> Iterator[psycopg.Connection]:
+        """A pooled connection for the body; bounded by `deadline` when one is given.
+
+        With a deadline (the request path): Unavailable when the database is marked down, and
+        any connection failure, pool timeout or deadline passed marks it down and raises
+        Unavailable. Without one (offline jobs): the pool's own timeout to get a connection
+        (at once when the database refuses connections), no limit on the work, errors as they are.
+        """
+        if deadline is None:
+            pool = self._pool
+            conn = self._usable_connection(pool, Deadline.after(pool.timeout))
+            try:
+                yield conn
+            finally:
+                pool.putconn(conn)
+            return
+        trial = not self.available
+        if trial and not self._take_trial():
+            raise Unavailable(self.name)
+        pool = self._pool
+        try:
+            conn = self._usable_connection(pool, deadline)
+            try:
+                with WATCHDOG.guard(conn, deadline):
+                    yield conn
+            finally:
+                pool.putconn(conn)
+        except psycopg.OperationalError as error:  # includes PoolTimeout and DeadlineExceeded
+            self.trip(error)
+            raise Unavailable(self.name) from error
+        except BaseException:
+            if trial:  # not the database's fault: let another request try
+                self._trial_open = True
+            raise
+        if trial:
+            self._mark_available()
+
+    def _take_trial(self) -> bool:
+        with self._lock:
+            taken, self._trial_open = self._trial_open, False
+        return taken
+
+    def _mark_available(self) -> None:
+        with self._lock:
+            if self._down_since is None:
+                return
+            down_for = time.monotonic() - self._down_since
+            self._down_since = None
+        log.warning("%s available again after %.1f s", self.name, down_for)
+
+    def _usable_connection(self, pool: ConnectionPool, deadline: Deadline) -> psycopg.Connection:
+        """A connection from `pool` whose socket shows nothing, within the deadline.
+
+        An idle connection receives nothing unless the server closed it (a restart or a
+        terminated backend sends a message and EOF) or a keepalive found its host gone: a
+        readable socket means the connection is discarded (the pool replaces it in the
+        background) and the next one tried, without a round trip and without psycopg_pool's
+        one-second pause between checks. While none is ready, it looks every WAIT_SLICE whether
+        the pool's last attempt to connect failed, and then gives up at once: a database that
+        refuses connections costs no waiting. (psycopg_pool keeps a timed-out waiter queued
+        until a connection comes back, which is why the pools have no `max_waiting`: such
+        waiters would count against it, and once full it would refuse every request and never
+        grow again, the wedge this design replaces.)
+        """
+        while True:
+            try:
+                conn = pool.getconn(timeout=min(WAIT_SLICE, deadline.remaining()))
+            except PoolTimeout:
+                if self.connect_error is not None:
+                    raise psycopg.OperationalError(f"cannot connect: {self.connect_error}") from None
+                if deadline.remaining() > 0:
+                    continue
+                raise
+            if not conn.closed:
+                readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+                if not readable:
+                    return conn
+            conn.close()
+            pool.putconn(conn)
+
+    def trip(self, error: BaseException | None = None) -> None:
+        """Mark the database down and start probing it (once per failure of an available database or a trial)."""
+        with self._lock:
+            if self._closed.is_set():
+                return
+            if self._down_since is None:
+                self._down_since = time.monotonic()
+                log.warning("%s unavailable, serving degraded: %s: %s", self.name, type(error).__name__, error)
+            elif self._probing:
+                return
+            self._probing = True
+            self._trial_open = False
+        threading.Thread(target=self._probe_until_back, name=f"probe-{self.name}", daemon=True).start()
 
     def close(self) -> None:
-        """Close every distinct pool."""
-        for pool in {id(p): p for p in self.by_name().values()}.values():
-            pool.close()
+        """Stop probing and close the pool."""
+        self._closed.set()
+        self._pool.close()
+
+    def _probe_until_back(self) -> None:
+        while not self._closed.wait(self._probe_interval):
+            try:
+                self._probe()
+                pool = self._fresh_pool()
+            except Exception as error:  # still down: any failure means "try again later"
+                log.debug("%s probe failed: %s", self.name, error)
+                continue
+            old, self._pool = self._pool, pool
+            with self._lock:
+                self._probing = False
+                self._trial_open = True
+            log.info("%s answers a probe again; the next request tries it", self.name)
+            threading.Thread(target=old.close, kwargs={"timeout": 1.0}, daemon=True).start()
+            if self._closed.is_set():
+                pool.close()
+            return
+
+    def _probe(self) -> None:
+        """SELECT 1 on a connection of its own, within PROBE_TIMEOUT."""
+        with self._connect() as conn, WATCHDOG.guard(conn, Deadline.after(PROBE_TIMEOUT)):
+            conn.execute("SELECT 1")
+
+    def _fresh_pool(self) -> ConnectionPool:
+        """A new pool holding a working connection, or an error (its threads stopped)."""
+        self.connect_error = None
+        pool = self._make_pool()
+        try:
+            pool.wait(timeout=PROBE_TIMEOUT)
+        except Exception:
+            pool.close(timeout=1.0)
+            raise
+        return pool
 
 
-def check_connection(conn: psycopg.Connection) -> None:
-    """Before lending a connection: ping it only if its socket has something to read.
+@dataclass(frozen=True)
+class Databases:
+    """The databases the repositories read; `model` may be `engagement` itself."""
 
-    An idle connection receives nothing unless the server closed it (a restart or a
-    terminated backend sends a message and EOF) or sent a notice, so a readable socket is
-    the sign to run psycopg_pool's check, which raises for a broken connection and makes the
-    pool replace it. Pinging every time (ConnectionPool.check_connection) would add a round
-    trip to each of a request's three queries.
-    """
-    if conn.closed:
-        raise psycopg.OperationalError("connection is closed")
-    readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
-    if readable:
-        ConnectionPool.check_connection(conn)
+    user: Database
+    catalog: Database
+    engagement: Database
+    model: Database
+
+    def by_name(self) -> dict[str, Database]:
+        """Every distinct database by name (model_db only when it has a database of its own)."""
+        named = {"user_db": self.user, "catalog_db": self.catalog, "engagement_db": self.engagement}
+        if self.model is not self.engagement:
+            named["model_db"] = self.model
+        return named
+
+    def unavailable(self) -> list[str]:
+        """Names of the databases marked down right now."""
+        return [name for name, db in self.by_name().items() if not db.available]
+
+    def close(self) -> None:
+        """Stop every probe and close every pool."""
+        for db in self.by_name().values():
+            db.close()
 
 
-def open_pools(settings: Settings, connection_class: type[psycopg.Connection] = psycopg.Connection) -> Pools:
-    """Open the pools without waiting for the databases, so a worker starts even when one is down.
+def open_databases(
+    settings: Settings,
+    connection_class: type[psycopg.Connection] = psycopg.Connection,
+    statement_timeout_ms: int | None = None,
+    pool_timeout: float = 30.0,
+) -> Databases:
+    """Open a pool per database without waiting for them, so a worker starts even when one is down.
 
-    Gunicorn forks workers: libpq connections cannot cross a fork, so this must run in the
-    worker (the app is created there; gunicorn.conf.py does not preload it).
+    The server-side statement timeout defaults to the request deadline (the server gives up on
+    a query nobody waits for any more); offline jobs pass 0 (none) and a long `pool_timeout`.
     """
     urls = settings.databases
+    if statement_timeout_ms is None:
+        statement_timeout_ms = settings.request_deadline_ms
+    options = {
+        "autocommit": True,
+        "application_name": "ml-service",
+        "connect_timeout": CONNECT_TIMEOUT,
+        "options": f"-c statement_timeout={statement_timeout_ms}",
+        **TCP_SETTINGS,
+    }
 
-    def pool(name: str, url: str) -> ConnectionPool:
-        p = ConnectionPool(
-            url,
-            connection_class=connection_class,
-            name=name,
-            min_size=settings.pool_min_size,
-            max_size=settings.pool_max_size,
-            timeout=settings.pool_timeout,
-            # Overload or a hung database: the next request is refused at once (TooManyRequests,
-            # answered 503) rather than queueing for POOL_TIMEOUT.
-            max_waiting=settings.pool_max_waiting,
-            reconnect_timeout=RECONNECT_TIMEOUT,
-            # A connection broken by a database restart is detected and replaced before use.
-            check=check_connection,
-            kwargs={
-                "autocommit": True,
-                "application_name": "ml-service",
-                "connect_timeout": max(1, int(settings.pool_timeout)),
-                "options": f"-c statement_timeout={settings.statement_timeout_ms}",
-            },
-            open=False,
+    def database(name: str, url: str) -> Database:
+        def make_pool(pool_connection_class: type[psycopg.Connection]) -> ConnectionPool:
+            pool = ConnectionPool(
+                url,
+                connection_class=pool_connection_class,
+                name=name,
+                min_size=settings.pool_min_size,
+                max_size=settings.pool_max_size,
+                timeout=pool_timeout,
+                reconnect_timeout=RECONNECT_TIMEOUT,
+                kwargs=options,
+                open=False,
+            )
+            pool.open(wait=False)
+            return pool
+
+        return Database(
+            name, make_pool, connection_class, lambda: connection_class.connect(url, **options), settings.db_probe_interval
         )
-        p.open(wait=False)
-        return p
 
-    user = pool("user_db", urls.user)
-    catalog = pool("catalog_db", urls.catalog)
-    engagement = pool("engagement_db", urls.engagement)
-    model = engagement if urls.model == urls.engagement else pool("model_db", urls.model)
-    return Pools(user=user, catalog=catalog, engagement=engagement, model=model)
+    engagement = database("engagement_db", urls.engagement)
+    return Databases(
+        user=database("user_db", urls.user),
+        catalog=database("catalog_db", urls.catalog),
+        engagement=engagement,
+        model=engagement if urls.model == urls.engagement else database("model_db", urls.model),
+    )

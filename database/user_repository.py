@@ -5,20 +5,21 @@ from __future__ import annotations
 from typing import Sequence
 from uuid import UUID
 
-from psycopg_pool import ConnectionPool
 
+from database.deadline import Deadline
+from database.pools import Database
 from database.records import UserProfile
 
 
 class UserRepository:
     """Users and their genre preferences."""
 
-    def __init__(self, pool: ConnectionPool) -> None:
-        self._pool = pool
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
-    def profiles_by_ids(self, user_ids: Sequence[UUID]) -> dict[UUID, UserProfile]:
+    def profiles_by_ids(self, user_ids: Sequence[UUID], deadline: Deadline | None = None) -> dict[UUID, UserProfile]:
         """A profile for every requested id; an id user_db does not know gets exists=False."""
-        with self._pool.connection() as conn:
+        with self._db.connection(deadline) as conn:
             rows = conn.execute(
                 """
                 SELECT u.user_id,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -80,7 +79,13 @@ def main(argv: list[str] | None = None) -> int:
             f"({summary.pairs} user-media pairs)"
         )
     elif args.command == "refresh":
-        version = run_refresh(settings)
+        from services.refresh import RefreshFailed
+
+        try:
+            version = run_refresh(settings)
+        except RefreshFailed as error:
+            print(f"refresh: {error}", file=sys.stderr)
+            return 1
         print(f"published model version {version}")
     return 0
 
@@ -90,16 +95,16 @@ def run_refresh(settings: Settings, progress: bool = True) -> int:
     from database.catalog_repository import CatalogRepository
     from database.engagement_repository import EngagementRepository
     from database.model_repository import ModelRepository
-    from database.pools import open_pools
+    from database.pools import open_databases
     from services.refresh import refresh
 
     # Offline work: no statement timeout (it reads every interaction).
-    pools = open_pools(dataclasses.replace(settings, statement_timeout_ms=0, pool_timeout=60.0))
+    databases = open_databases(settings, statement_timeout_ms=0, pool_timeout=60.0)
     try:
         return refresh(
-            CatalogRepository(pools.catalog),
-            EngagementRepository(pools.engagement),
-            ModelRepository(pools.model),
+            CatalogRepository(databases.catalog),
+            EngagementRepository(databases.engagement),
+            ModelRepository(databases.model),
             neighbours_k=settings.neighbours_k,
             user_damping=settings.neighbours_user_damping,
             shrinkage=settings.neighbours_shrinkage,
@@ -107,7 +112,7 @@ def run_refresh(settings: Settings, progress: bool = True) -> int:
             progress=progress,
         )
     finally:
-        pools.close()
+        databases.close()
 
 
 if __name__ == "__main__":

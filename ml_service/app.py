@@ -9,22 +9,25 @@ from flask import Flask
 from database.catalog_repository import CatalogRepository
 from database.engagement_repository import EngagementRepository
 from database.model_repository import ModelRepository
-from database.pools import Pools, open_pools
+from database.pools import Databases, open_databases
 from database.user_repository import UserRepository
 from ml_service.api import health, recommendations
 from ml_service.config import Settings
 from ml_service.errors import register_error_handlers
+from ml_service.liveness import register_liveness
 from ml_service.metrics import register_metrics
 from ml_service.openapi import register_openapi
 from ml_service.request_log import register_request_logging
 from ml_service.security import register_security
-from services.availability import Availability, Breaker
 from services.fallback_model import FallbackModels
 from services.model_store import ModelStore
 from services.recommendation_service import RecommendationService
 from services.scoring import Weights
 
 MAX_BODY_BYTES = 64 * 1024
+# Seconds a new worker waits for its first model load before it serves (from a stand-in
+# until the load ends); under Gunicorn's worker timeout, which applies while a worker boots.
+MODEL_BOOT_WAIT = 20.0
 
 
 @dataclass(frozen=True)
@@ -32,49 +35,42 @@ class Runtime:
     """What the views reach through `current_app.extensions["ml_service"]`."""
 
     settings: Settings
-    pools: Pools
+    databases: Databases
     models: ModelStore
     recommender: RecommendationService
-    availability: Availability
 
     def close(self) -> None:
-        """Stop the availability probes and release the database connections."""
-        self.availability.close()
-        self.pools.close()
+        """Stop the model loader and the probes, and release the database connections."""
+        self.models.close()
+        self.databases.close()
 
 
-def build_runtime(settings: Settings, pools: Pools | None = None) -> Runtime:
-    """Build the service on `pools` (opened from `settings` by default); also used offline."""
-    pools = pools or open_pools(settings)
-    availability = availability_of(pools, settings.db_probe_interval)
+def build_runtime(settings: Settings, databases: Databases | None = None) -> Runtime:
+    """Build the service on `databases` (opened from `settings` by default); also used offline.
+
+    Starts the model loader and returns once it loaded a model or failed a first time (at most
+    MODEL_BOOT_WAIT seconds).
+    """
+    databases = databases or open_databases(settings)
     models = ModelStore(
-        ModelRepository(pools.model),
+        ModelRepository(databases.model),
         settings.model_reload_interval,
-        breaker=availability["model_db"],
         max_age_hours=settings.model_max_age_hours,
     )
-    catalog = CatalogRepository(pools.catalog)
-    engagement = EngagementRepository(pools.engagement)
+    catalog = CatalogRepository(databases.catalog)
+    engagement = EngagementRepository(databases.engagement)
     recommender = RecommendationService(
-        users=UserRepository(pools.user),
+        users=UserRepository(databases.user),
         catalog=catalog,
         engagement=engagement,
         models=models,
         weights=Weights(content=settings.content_weight, collaborative=settings.collaborative_weight),
         history_weighting=settings.history_weighting,
-        availability=availability,
-        fallback=FallbackModels(engagement, catalog, availability),
+        fallback=FallbackModels(engagement, catalog),
+        deadline_seconds=settings.request_deadline_ms / 1000,
     )
-    return Runtime(settings, pools, models, recommender, availability)
-
-
-def availability_of(pools: Pools, probe_interval: float) -> Availability:
-    """One breaker per distinct pool; model_db shares engagement_db's when they are one pool."""
-    by_pool: dict[int, Breaker] = {}
-    breakers = {}
-    for name, pool in pools.by_name().items():
-        breakers[name] = by_pool.setdefault(id(pool), Breaker.for_pool(name, pool, probe_interval))
-    return Availability(breakers)
+    models.start(wait=MODEL_BOOT_WAIT)
+    return Runtime(settings, databases, models, recommender)
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -84,6 +80,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False
     app.extensions["ml_service"] = build_runtime(settings)
+    register_liveness(app, settings.request_deadline_ms / 1000)
     app.register_blueprint(health.bp)
     app.register_blueprint(recommendations.bp)
     register_error_handlers(app)

@@ -31,13 +31,10 @@ class Settings:
     # request holds one connection at a time, so threads + 1 never makes a request wait.
     pool_min_size: int = 1
     pool_max_size: int = 4
-    # Seconds a request waits for a free connection before it is answered 503.
-    pool_timeout: float = 5.0
-    # Server-side cap on any statement the service runs on the request path (milliseconds).
-    statement_timeout_ms: int = 5000
-    # Requests allowed to queue for a connection of one pool; one more is answered 503 at once
-    # instead of piling up behind a slow or hung database (0: no cap).
-    pool_max_waiting: int = 8
+    # Every request's database work ends within this (milliseconds), whatever a database does:
+    # an optional database that misses its share is left out (degraded answer), catalog_db
+    # answers 503. It is also the server-side statement_timeout of request-path queries.
+    request_deadline_ms: int = 1000
     # Seconds between reconnection probes of a database found unavailable; requests skip it
     # (degraded answers) until a probe succeeds.
     db_probe_interval: float = 0.5
@@ -114,8 +111,10 @@ class Settings:
             raise ConfigError("POPULARITY_HALF_LIFE_DAYS must be > 0")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"LOG_LEVEL={self.log_level!r} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
-        if self.pool_max_waiting < 0 or self.db_probe_interval <= 0 or self.model_max_age_hours < 0:
-            raise ConfigError("need POOL_MAX_WAITING >= 0, DB_PROBE_INTERVAL > 0 and MODEL_MAX_AGE_HOURS >= 0")
+        if self.request_deadline_ms < 100:
+            raise ConfigError("REQUEST_DEADLINE_MS must be >= 100")
+        if self.db_probe_interval <= 0 or self.model_max_age_hours < 0:
+            raise ConfigError("need DB_PROBE_INTERVAL > 0 and MODEL_MAX_AGE_HOURS >= 0")
         if self.rate_limit:
             from limits import parse_many
 

@@ -14,7 +14,9 @@ workers = int(os.environ.get("GUNICORN_WORKERS", "4"))
 # Threads let a worker overlap requests that wait on PostgreSQL; each holds one pooled
 # connection at a time, so POOL_MAX_SIZE >= threads keeps requests from waiting for one.
 threads = int(os.environ.get("GUNICORN_THREADS", "2"))
-worker_class = "gthread"
+# Gunicorn's gthread worker, noting when each request was queued: the request deadline counts
+# from then (ml_service/arrival.py).
+worker_class = "ml_service.arrival.DeadlineThreadWorker"
 # Never preload: psycopg connections cannot cross a fork, so each worker imports the app
 # and opens its own pools after the fork.
 preload_app = False
@@ -77,16 +79,18 @@ def on_exit(server):
 
 
 def post_worker_init(worker):
-    """Load the model before the worker takes its first request, so no request waits for it.
+    """Report the model (loaded by create_app) and stop this worker if a request ever gets stuck.
 
-    If it cannot be loaded now (no model published, database down), the first requests retry.
+    A stuck request (ml_service/liveness.py) makes the worker stop taking requests, so that
+    Gunicorn starts a fresh one; its other requests end within the request deadline, and since
+    the stuck thread would keep the process from exiting, it then exits anyway.
     """
-    from services.errors import ModelUnavailable
-
     extensions = worker.wsgi.extensions
-    try:
-        extensions["ml_service"].models.current()
-    except ModelUnavailable:
-        pass
+    settings = extensions["ml_service"].settings
+
+    def stop():
+        worker.alive = False
+
+    extensions["ml_service.liveness"].monitor(on_stuck=stop, exit_after=settings.request_deadline_ms / 1000 + 2)
     if "ml_service.metrics" in extensions:  # report it now: a worker may wait long for its first request
         extensions["ml_service.metrics"].update_model(extensions["ml_service"].models.loaded)

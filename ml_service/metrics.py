@@ -64,6 +64,9 @@ class ServiceMetrics:
                                          registry=r)
         self.pool_timeouts = Counter("ml_db_pool_errors", "Requests that got no connection (timeout, pool closed)",
                                      pool, registry=r)
+        self.db_unavailable = Gauge("ml_db_unavailable_workers",
+                                    "Live workers that have the database marked down (skipped until a probe succeeds)",
+                                    pool, multiprocess_mode="livesum", registry=r)
         self.model_version = Gauge("ml_model_version", "Oldest model version any live worker serves",
                                    multiprocess_mode="livemin", registry=r)
         self.model_built = Gauge("ml_model_built_timestamp_seconds",
@@ -100,17 +103,14 @@ class ServiceMetrics:
             if count:
                 self.pages.labels(endpoint, fallback).inc(count)
 
-    def update_pools(self, pools) -> None:
+    def update_pools(self, databases) -> None:
         """Move the pools' counters (reset by pop_stats) into ours and set the gauges (see GAUGE_REFRESH_SECONDS)."""
-        seen = set()
-        for name, pool in pools.by_name().items():
-            if id(pool) in seen:  # model_db is engagement_db's pool unless MODEL_DB_URL differs
-                continue
-            seen.add(id(pool))
-            stats = pool.pop_stats()
+        for name, db in databases.by_name().items():
+            stats = db.pool.pop_stats()
             gauges, counters = self._pool_children(name)
             size = stats.get("pool_size", 0)
-            for gauge, value in zip(gauges, (stats.get("pool_max", 0), size, size - stats.get("pool_available", 0))):
+            values = (stats.get("pool_max", 0), size, size - stats.get("pool_available", 0), 0 if db.available else 1)
+            for gauge, value in zip(gauges, values):
                 gauge.set(value)
             for counter, key, scale in counters:
                 if stats.get(key):
@@ -120,7 +120,10 @@ class ServiceMetrics:
         # Labelled children looked up once per database: this runs about once a second.
         children = self._pool_cache.get(name)
         if children is None:
-            gauges = (self.pool_max.labels(name), self.pool_size.labels(name), self.pool_in_use.labels(name))
+            gauges = (
+                self.pool_max.labels(name), self.pool_size.labels(name), self.pool_in_use.labels(name),
+                self.db_unavailable.labels(name),
+            )
             counters = (
                 (self.pool_requests.labels(name), "requests_num", 1),
                 (self.pool_waits.labels(name), "requests_queued", 1),
@@ -183,14 +186,14 @@ def register_metrics(app: Flask) -> ServiceMetrics:
     runtime = dataclasses.replace(runtime, recommender=InstrumentedRecommender(runtime.recommender, metrics))
     app.extensions["ml_service"] = runtime
     app.extensions["ml_service.metrics"] = metrics
-    metrics.update_pools(runtime.pools)
+    metrics.update_pools(runtime.databases)
     metrics.update_model(runtime.models.loaded)
 
     last_refresh = [time.monotonic()]
 
     def refresh_gauges() -> None:
         current = app.extensions["ml_service"]
-        metrics.update_pools(current.pools)
+        metrics.update_pools(current.databases)
         metrics.update_model(current.models.loaded)
         last_refresh[0] = time.monotonic()
 

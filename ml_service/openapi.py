@@ -121,9 +121,12 @@ def build_spec() -> dict:
             "get": {
                 "operationId": "health",
                 "tags": ["health"],
-                "summary": "Liveness: the process answers. Touches no database.",
+                "summary": "Liveness: the worker can serve. Touches no database.",
                 "parameters": [request_id],
-                "responses": {"200": ok("The service is up.", "Health")},
+                "responses": {
+                    "200": ok("The worker is up and no request is stuck.", "Health"),
+                    "503": ok("A request has been stuck past the deadline; the worker replaces itself.", "Health"),
+                },
             }
         },
     )

@@ -123,9 +123,9 @@ class BatchResponseSchema(Schema):
 
 
 class HealthSchema(Schema):
-    """Liveness: the process answers (no database is touched)."""
+    """Liveness: the worker can serve (no database is touched)."""
 
-    status = fields.String()
+    status = fields.String(validate=validate.OneOf(["healthy", "unhealthy"]))
     service = fields.String()
     version = fields.String()
 

@@ -21,9 +21,10 @@ from typing import Callable
 import numpy as np
 
 from database.catalog_repository import CatalogRepository
+from database.deadline import Deadline
 from database.engagement_repository import EngagementRepository
+from database.pools import Unavailable
 from database.records import Media, ModelData, ModelInfo
-from services.availability import Availability, Unavailable
 
 FALLBACK_MEDIA = 1000
 RECENT_INTERACTIONS = 100_000
@@ -31,6 +32,8 @@ RECENT_INTERACTIONS = 100_000
 # popularity returns within seconds of engagement_db.
 FALLBACK_TTL = 60.0
 FALLBACK_TTL_DEGRADED = 2.0
+# Share of the request's time left that engagement_db may use; catalog_db keeps the rest.
+ENGAGEMENT_SHARE = 0.3
 
 
 @dataclass(frozen=True)
@@ -49,41 +52,45 @@ class FallbackModels:
         self,
         engagement: EngagementRepository,
         catalog: CatalogRepository,
-        availability: Availability,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._engagement = engagement
         self._catalog = catalog
-        self._availability = availability
         self._clock = clock
         self._lock = threading.Lock()
         self._cached: Fallback | None = None
 
-    def current(self) -> Fallback:
-        """The cached stand-in while fresh, else a new one."""
-        with self._lock:
+    def current(self, deadline: Deadline) -> Fallback:
+        """The cached stand-in while fresh, else a new one, built within `deadline`.
+
+        A request that finds another one building waits for it no longer than its deadline.
+        """
+        if not self._lock.acquire(timeout=deadline.remaining()):
+            raise Unavailable("catalog_db")
+        try:
             cached = self._cached
             if cached is None or self._clock() - cached.built_at >= (
                 FALLBACK_TTL_DEGRADED if cached.degraded else FALLBACK_TTL
             ):
-                self._cached = cached = self._build()
+                self._cached = cached = self._build(deadline)
             return cached
+        finally:
+            self._lock.release()
 
-    def _build(self) -> Fallback:
+    def _build(self, deadline: Deadline) -> Fallback:
         degraded: tuple[str, ...] = ()
         try:
-            popular = self._availability["engagement_db"].call(
-                lambda: self._engagement.recently_popular_media(RECENT_INTERACTIONS, FALLBACK_MEDIA)
+            popular = self._engagement.recently_popular_media(
+                RECENT_INTERACTIONS, FALLBACK_MEDIA, deadline.within(deadline.remaining() * ENGAGEMENT_SHARE)
             )
         except Unavailable:
             popular, degraded = [], ("engagement_db",)
-        catalog = self._availability["catalog_db"]
         if popular:
             counts = dict(popular)
-            media = list(catalog.call(lambda: self._catalog.media_by_ids(list(counts))).values())
+            media = list(self._catalog.media_by_ids(list(counts), deadline).values())
             popularity = [float(counts[m.id]) for m in media]
         else:
-            media = catalog.call(lambda: self._catalog.newest_media(FALLBACK_MEDIA))
+            media = self._catalog.newest_media(FALLBACK_MEDIA, deadline)
             popularity = [float(len(media) - rank) for rank in range(len(media))]
         return Fallback(stand_in_model(media, popularity), degraded, self._clock())
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable, Sequence, TypeVar
 from uuid import UUID
@@ -9,11 +10,12 @@ from uuid import UUID
 import numpy as np
 
 from database.catalog_repository import CatalogRepository
+from database.deadline import Deadline
 from database.engagement_repository import EngagementRepository
+from database.pools import Unavailable
 from database.records import Media, ModelData
 from database.user_repository import UserRepository
 from services import scoring
-from services.availability import Availability, Unavailable
 from services.errors import DatabaseUnavailable, ModelUnavailable
 from services.fallback_model import FallbackModels
 from services.model_store import ModelStore
@@ -23,6 +25,10 @@ T = TypeVar("T")
 # Extra candidates ranked per user beyond offset + limit, to replace media deleted from the
 # catalog since the last refresh without a second round of queries (see _rank_live).
 DELETED_SLACK = 3
+# Share of the request's time left that each optional database (user_db, engagement_db) may use
+# in turn (30 %, then 30 % of the remaining 70 %): even when both hang, catalog_db keeps about
+# half, so the answer is degraded, not a 503.
+OPTIONAL_SHARE = 0.3
 # Seconds a client is told to wait when catalog_db (without which no media can be described) is down.
 CATALOG_RETRY_AFTER = 1
 # What a degraded answer lacks, in the order responses list it.
@@ -64,6 +70,7 @@ class RecommendationService:
     without engagement_db no history (genre match + popular), without a model a stand-in
     (services/fallback_model.py: genre match + popular); each answer lists what it lacked.
     Without catalog_db nothing can be described: DatabaseUnavailable (503, Retry-After).
+    All database work of one call ends within `deadline_seconds` (see OPTIONAL_SHARE).
     """
 
     def __init__(
@@ -73,8 +80,8 @@ class RecommendationService:
         engagement: EngagementRepository,
         models: ModelStore,
         weights: scoring.Weights,
-        availability: Availability,
         fallback: FallbackModels,
+        deadline_seconds: float,
         history_weighting: str = "centred",
     ) -> None:
         self._users = users
@@ -82,29 +89,37 @@ class RecommendationService:
         self._engagement = engagement
         self._models = models
         self._weights = weights
-        self._availability = availability
         self._fallback = fallback
+        self._deadline_seconds = deadline_seconds
         self._history_weighting = history_weighting
 
-    def recommend(self, user_id: UUID, limit: int = 10, offset: int = 0) -> Recommendations:
+    def recommend(
+        self, user_id: UUID, limit: int = 10, offset: int = 0, arrived_at: float | None = None
+    ) -> Recommendations:
         """A page of recommendations for one user."""
-        return self.recommend_many([user_id], limit, offset)[user_id]
+        return self.recommend_many([user_id], limit, offset, arrived_at)[user_id]
 
-    def recommend_many(self, user_ids: Sequence[UUID], limit: int = 10, offset: int = 0) -> dict[UUID, Recommendations]:
-        """A page of recommendations for each distinct user id, in the order first given."""
+    def recommend_many(
+        self, user_ids: Sequence[UUID], limit: int = 10, offset: int = 0, arrived_at: float | None = None
+    ) -> dict[UUID, Recommendations]:
+        """A page of recommendations for each distinct user id, in the order first given.
+
+        The database work ends `deadline_seconds` after `arrived_at` (time.monotonic(); now by default).
+        """
+        deadline = Deadline((time.monotonic() if arrived_at is None else arrived_at) + self._deadline_seconds)
         lacking: set[str] = set()
-        model = self._model(lacking)
+        model = self._model(lacking, deadline)
         user_ids = list(dict.fromkeys(user_ids))
-        profiles = self._optional("user_db", lambda: self._users.profiles_by_ids(user_ids), {}, lacking)
-        histories = self._optional(
-            "engagement_db", lambda: self._engagement.histories_by_user_ids(user_ids), {}, lacking
-        )
+        optional = deadline.within(deadline.remaining() * OPTIONAL_SHARE)
+        profiles = self._optional(lambda: self._users.profiles_by_ids(user_ids, optional), {}, lacking)
+        optional = deadline.within(deadline.remaining() * OPTIONAL_SHARE)
+        histories = self._optional(lambda: self._engagement.histories_by_user_ids(user_ids, optional), {}, lacking)
         signals = {}
         for user_id in user_ids:
             profile = profiles.get(user_id)
             genres = profile.genres if profile else ()
             signals[user_id] = scoring.user_signals(model, genres, histories.get(user_id), self._history_weighting)
-        rankings, media = self._rank_live(model, signals, offset + limit)
+        rankings, media = self._rank_live(model, signals, offset + limit, deadline)
         degraded = tuple(name for name in DEGRADATIONS if name in lacking)
         results = {}
         for user_id, ranking in rankings.items():
@@ -123,7 +138,7 @@ class RecommendationService:
         return results
 
     def _rank_live(
-        self, model: ModelData, signals: dict[UUID, scoring.UserSignals], wanted: int
+        self, model: ModelData, signals: dict[UUID, scoring.UserSignals], wanted: int, deadline: Deadline
     ) -> tuple[dict[UUID, scoring.Ranking], dict[int, Media | None]]:
         """Each user's ranking, long enough to hold `wanted` live media, and those media by model index.
 
@@ -136,13 +151,12 @@ class RecommendationService:
         rankings: dict[UUID, scoring.Ranking] = {}
         media: dict[int, Media | None] = {}
         pending = list(signals)
-        catalog = self._availability["catalog_db"]
         while pending:
             for user_id in pending:
                 rankings[user_id] = scoring.rank_for_user(model, signals[user_id], self._weights, counts[user_id])
             unknown = {i for u in pending for i in rankings[u].media_idx.tolist() if i not in media}
             ids = {UUID(bytes=model.media_ids[i].tobytes()): i for i in unknown}
-            found = self._required(lambda: catalog.call(lambda: self._catalog.media_by_ids(list(ids))))
+            found = self._required(lambda: self._catalog.media_by_ids(list(ids), deadline))
             media.update(dict.fromkeys(unknown))
             media.update((ids[media_id], item) for media_id, item in found.items())
             pending = [
@@ -155,22 +169,24 @@ class RecommendationService:
                 counts[user_id] *= 2
         return rankings, media
 
-    def _model(self, lacking: set[str]) -> ModelData:
+    def _model(self, lacking: set[str], deadline: Deadline) -> ModelData:
         try:
             model = self._models.current()
         except ModelUnavailable:
-            fallback = self._required(self._fallback.current)
+            fallback = self._required(lambda: self._fallback.current(deadline))
             lacking.update(("model", *fallback.degraded))
             return fallback.model
         if self._models.stale:
             lacking.add("model_stale")
         return model
 
-    def _optional(self, name: str, read: Callable[[], T], default: T, lacking: set[str]) -> T:
+    @staticmethod
+    def _optional(read: Callable[[], T], default: T, lacking: set[str]) -> T:
+        """`read()`, or `default` with the database recorded as lacking when it is unavailable."""
         try:
-            return self._availability[name].call(read)
-        except Unavailable:
-            lacking.add(name)
+            return read()
+        except Unavailable as error:
+            lacking.add(error.name)
             return default
 
     @staticmethod

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
+import psycopg
 import scipy.sparse as sp
 from tqdm import tqdm
 
@@ -21,6 +23,20 @@ POSTGRES_EPOCH = datetime(2000, 1, 1)
 MICROSECONDS_PER_DAY = 86_400 * 1_000_000
 # Memory for one block of the dense similarity rows computed at a time (float32 cells).
 SIMILARITY_BLOCK_CELLS = 32_000_000
+
+
+class RefreshFailed(RuntimeError):
+    """A database failed during the refresh; nothing was published (the serving model is untouched)."""
+
+
+@contextlib.contextmanager
+def _step(what: str):
+    """Turn a database failure while doing `what` into RefreshFailed saying which step it was."""
+    try:
+        yield
+    except psycopg.OperationalError as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise RefreshFailed(f"{what} failed: {reason}; nothing was published") from error
 
 
 @dataclass(frozen=True)
@@ -47,11 +63,16 @@ def refresh(
 ) -> int:
     """Build a model from the current databases and publish it; returns its version.
 
+    A database failing on the way raises RefreshFailed; the published model stays as it was
+    (the new one is swapped in by one transaction at the very end).
+
     user_damping and shrinkage shape the neighbour similarity (see cosine_neighbours).
     """
     started = time.perf_counter()
-    media_ids, genres = catalog.live_media_genres()
-    interactions = read_interactions(engagement, media_ids, progress)
+    with _step("reading media from catalog_db"):
+        media_ids, genres = catalog.live_media_genres()
+    with _step("reading interactions from engagement_db"):
+        interactions = read_interactions(engagement, media_ids, progress)
     popularity = popularity_scores(interactions, len(media_ids), half_life_days)
     nb_media, nb_idx, nb_sim = cosine_neighbours(
         interactions, len(media_ids), neighbours_k, progress, user_damping=user_damping, shrinkage=shrinkage
@@ -69,7 +90,8 @@ def refresh(
         newest_interaction=None if newest is None else POSTGRES_EPOCH + timedelta(microseconds=newest),
         build_seconds=time.perf_counter() - started,
     )
-    version = models.publish(model)
+    with _step("publishing to the model database"):
+        version = models.publish(model)
     log.info(
         "model %s published: %s media, %s neighbour pairs, %s interactions, %.1f s",
         version, len(media_ids), len(nb_idx), interactions.interactions_count, model.build_seconds,

@@ -96,7 +96,7 @@ def db_urls(pg_server: Server, schema_template: str) -> DatabaseUrls:
 
 def settings_for(urls: DatabaseUrls, **overrides) -> Settings:
     """Settings pointing at `urls`, with test-friendly defaults."""
-    values = {"pool_timeout": 5.0, "model_reload_interval": 3600.0, **overrides}
+    values = {"model_reload_interval": 3600.0, **overrides}
     return Settings(databases=urls, **values)
 
 
@@ -151,11 +151,14 @@ def wait_for_http(url: str, process: subprocess.Popen, log: Path, timeout: float
     pytest.fail(f"{url} did not answer 200 within {timeout} s:\n{log.read_text()}")
 
 
-def start_gunicorn(urls: DatabaseUrls, port: int, log: Path, **env) -> subprocess.Popen:
-    """Gunicorn with the production config file, serving `urls` on 127.0.0.1:`port`; output to `log`."""
+def start_gunicorn(urls: DatabaseUrls, port: int, log: Path, wsgi_app: str | None = None, **env) -> subprocess.Popen:
+    """Gunicorn with the production config file, serving `urls` on 127.0.0.1:`port`; output to `log`.
+
+    `wsgi_app` replaces the config's app (a test wrapper around it).
+    """
     with log.open("w") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "ml_service" / "gunicorn.conf.py")],
+            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "ml_service" / "gunicorn.conf.py"), *filter(None, [wsgi_app])],
             cwd=ROOT,
             env={**os.environ, **database_env(urls), "BIND": f"127.0.0.1:{port}", **env},
             stdout=out,

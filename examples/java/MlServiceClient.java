@@ -51,7 +51,7 @@ public final class MlServiceClient {
     }
 
     public MlServiceClient(String baseUrl) {
-        this(baseUrl, Duration.ofSeconds(5), 3, 200);
+        this(baseUrl, Duration.ofSeconds(2), 3, 200);
     }
 
     /** One page of recommendations for one user. */

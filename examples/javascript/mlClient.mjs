@@ -15,7 +15,7 @@ export class MlServiceError extends Error {
 }
 
 export class MlServiceClient {
-  constructor(baseUrl, { timeoutMs = 5000, maxRetries = 3, backoffMs = 200 } = {}) {
+  constructor(baseUrl, { timeoutMs = 2000, maxRetries = 3, backoffMs = 200 } = {}) {
     this.baseUrl = baseUrl.replace(/\/+$/, "");
     Object.assign(this, { timeoutMs, maxRetries, backoffMs });
   }

@@ -27,7 +27,7 @@ class MlServiceError(Exception):
 class MlServiceClient:
     """Calls ml-service with timeouts, a request id per call and retries on 503 only."""
 
-    def __init__(self, base_url: str, timeout: float = 5.0, max_retries: int = 3, backoff: float = 0.2) -> None:
+    def __init__(self, base_url: str, timeout: float = 2.0, max_retries: int = 3, backoff: float = 0.2) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = (3.05, timeout)  # (connect, read) seconds
         self.max_retries = max_retries

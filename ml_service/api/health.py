@@ -2,28 +2,30 @@
 
 from __future__ import annotations
 
-import logging
-
 from flask import Blueprint, current_app
 
+from database.deadline import Deadline
+from database.pools import Unavailable
 from ml_service import SERVICE_NAME, __version__
+from ml_service.arrival import arrived_at
 from ml_service.schemas import HealthSchema, ReadinessSchema
-from services.errors import ModelUnavailable
 
 bp = Blueprint("health", __name__)
-log = logging.getLogger(__name__)
 health_schema = HealthSchema()
 readiness_schema = ReadinessSchema()
-# Seconds a readiness probe waits for a connection from each pool.
-READY_POOL_TIMEOUT = 2.0
 # Without these the service answers nothing useful; without the others it answers degraded.
 REQUIRED = ("catalog_db",)
 
 
 @bp.get("/health")
 def health():
-    """The process is up. 200 always; touches no database."""
-    return health_schema.dump({"status": "healthy", "service": SERVICE_NAME, "version": __version__})
+    """Liveness: 200 while this worker can serve; 503 once a request is stuck (ml_service/liveness.py).
+
+    Touches no database: a database outage is not a reason to replace the worker.
+    """
+    stuck = current_app.extensions["ml_service.liveness"].stuck()
+    body = {"status": "unhealthy" if stuck else "healthy", "service": SERVICE_NAME, "version": __version__}
+    return health_schema.dump(body), 503 if stuck else 200
 
 
 @bp.get("/health/ready")
@@ -32,28 +34,29 @@ def ready():
 
     A missing user_db, engagement_db or model leaves recommendations degraded but useful, so
     the instance stays in the load balancer (200, "degraded"); without catalog_db no answer
-    can describe media (503).
+    can describe media (503). Databases known to be down are not tried again; the others are
+    each asked for SELECT 1 within a share of the request deadline.
     """
     runtime = current_app.extensions["ml_service"]
+    deadline = Deadline(arrived_at() + runtime.settings.request_deadline_ms / 1000)
+    databases = runtime.databases.by_name()
     checks = {}
-    for name, pool in runtime.pools.by_name().items():
-        if not runtime.availability[name].available:
-            checks[name] = "unavailable"  # known down: the probe thread reports when it is back
-            continue
+    for i, (name, db) in enumerate(databases.items()):
+        share = deadline.within(deadline.remaining() / (len(databases) - i))
         try:
-            with pool.connection(timeout=READY_POOL_TIMEOUT) as conn:
+            with db.connection(share) as conn:
                 conn.execute("SELECT 1")
             checks[name] = "ok"
-        except Exception as error:  # any failure means "not ready"; the cause goes to the log
-            log.warning("readiness: %s unavailable: %s", name, error)
+        except Unavailable:  # the database logs why, once per outage
             checks[name] = "unavailable"
     model = None
-    try:
-        info = runtime.models.current().info
-        checks["model"] = "stale" if runtime.models.stale else "ok"
-        model = {"version": info.version, "built_at": info.built_at.isoformat(), "media": info.media_count}
-    except ModelUnavailable:
+    loaded = runtime.models.loaded
+    if loaded is None:
         checks["model"] = "missing"
+    else:
+        checks["model"] = "stale" if runtime.models.stale else "ok"
+        info = loaded.info
+        model = {"version": info.version, "built_at": info.built_at.isoformat(), "media": info.media_count}
     degraded = [name if state != "stale" else "model_stale" for name, state in checks.items() if state != "ok"]
     if any(checks[name] != "ok" for name in REQUIRED):
         status, code = "unavailable", 503

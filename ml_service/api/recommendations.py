@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, request
 from werkzeug.routing import BaseConverter
 
+from ml_service.arrival import arrived_at
 from ml_service.schemas import BatchRequestSchema, SingleRequestSchema, batch_json, page_json
 
 bp = Blueprint("recommendations", __name__, url_prefix="/api/recommendations")
@@ -27,7 +28,7 @@ batch_request_schema = BatchRequestSchema()
 def recommendations_for_user(user_id: str):
     """Ranked media for one user. 200 (possibly degraded) · 400 invalid input · 503 catalog_db unavailable."""
     args = single_request_schema.load({**request.args.to_dict(), "user_id": user_id})
-    result = current_app.extensions["ml_service"].recommender.recommend(**args)
+    result = current_app.extensions["ml_service"].recommender.recommend(**args, arrived_at=arrived_at())
     return page_json(result)  # RecommendationsSchema
 
 
@@ -35,5 +36,5 @@ def recommendations_for_user(user_id: str):
 def recommendations_for_users():
     """Ranked media for 1-50 users. 200 · 400 invalid body · 413 too large · 415 not JSON · 503."""
     args = batch_request_schema.load(request.get_json())
-    results = current_app.extensions["ml_service"].recommender.recommend_many(**args)
+    results = current_app.extensions["ml_service"].recommender.recommend_many(**args, arrived_at=arrived_at())
     return batch_json(results)  # BatchResponseSchema

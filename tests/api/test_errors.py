@@ -61,7 +61,7 @@ def test_unknown_paths_and_methods_are_json(client):
 
 
 def test_health_touches_no_database():
-    app = create_app(settings_for(DatabaseUrls(*(["postgresql://nobody@127.0.0.1:1/none"] * 4)), pool_timeout=0.5))
+    app = create_app(settings_for(DatabaseUrls(*(["postgresql://nobody@127.0.0.1:1/none"] * 4))))
     try:
         body = app.test_client().get("/health").get_json()
         assert body["status"] == "healthy" and body["service"] == "ml-service" and body["version"]
@@ -71,7 +71,7 @@ def test_health_touches_no_database():
 
 def test_unreachable_databases_give_503_without_internals():
     url = "postgresql://nobody@127.0.0.1:1/none"
-    app = create_app(settings_for(DatabaseUrls(url, url, url, url), pool_timeout=0.5))
+    app = create_app(settings_for(DatabaseUrls(url, url, url, url)))
     try:
         client = app.test_client()
         for response in (

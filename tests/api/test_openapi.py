@@ -134,7 +134,7 @@ def test_unavailable_catalog_answers_the_documented_503(spec):
     from ml_service.config import DatabaseUrls
 
     closed = "postgresql://nobody@127.0.0.1:1/none?connect_timeout=1"
-    app = create_app(settings_for(DatabaseUrls(closed, closed, closed, closed), pool_timeout=0.5))
+    app = create_app(settings_for(DatabaseUrls(closed, closed, closed, closed)))
     try:
         client = app.test_client()
         single = client.get(f"/api/recommendations/{KNOWN}")

@@ -37,9 +37,9 @@ def catalog_queries(monkeypatch):
     calls = []
     original = CatalogRepository.media_by_ids
 
-    def counted(self, media_ids):
+    def counted(self, media_ids, deadline=None):
         calls.append(len(media_ids))
-        return original(self, media_ids)
+        return original(self, media_ids, deadline)
 
     monkeypatch.setattr(CatalogRepository, "media_by_ids", counted)
     return calls

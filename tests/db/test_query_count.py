@@ -6,7 +6,7 @@ import threading
 import psycopg
 import pytest
 
-from database.pools import open_pools
+from database.pools import open_databases
 from ml_service.app import build_runtime
 from services.movielens_import import user_uuid
 from tests.conftest import settings_for
@@ -43,7 +43,7 @@ class CountingConnection(psycopg.Connection):
 @pytest.fixture
 def runtime(movielens_urls):
     settings = settings_for(movielens_urls)
-    runtime = build_runtime(settings, open_pools(settings, connection_class=CountingConnection))
+    runtime = build_runtime(settings, open_databases(settings, connection_class=CountingConnection))
     runtime.models.current()  # the model is loaded once per worker, not per request
     yield runtime
     runtime.close()

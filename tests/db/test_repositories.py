@@ -8,50 +8,50 @@ from psycopg import sql
 from database import binary_copy
 from database.catalog_repository import CatalogRepository
 from database.engagement_repository import EngagementRepository
-from database.pools import open_pools
+from database.pools import open_databases
 from database.user_repository import UserRepository
 from tests.conftest import settings_for
 from tests.db.helpers import add_interactions, add_media, add_user, new_id
 
 
 @pytest.fixture
-def pools(db_urls):
-    pools = open_pools(settings_for(db_urls))
-    yield pools
-    pools.close()
+def databases(db_urls):
+    databases = open_databases(settings_for(db_urls))
+    yield databases
+    databases.close()
 
 
-def test_profiles_tell_known_from_unknown_users_and_carry_genres(db_urls, pools):
+def test_profiles_tell_known_from_unknown_users_and_carry_genres(db_urls, databases):
     known, without_genres, unknown = new_id(), new_id(), new_id()
     add_user(db_urls, known, ["Drama", "Comedy"])
     add_user(db_urls, without_genres)
-    profiles = UserRepository(pools.user).profiles_by_ids([known, without_genres, unknown])
+    profiles = UserRepository(databases.user).profiles_by_ids([known, without_genres, unknown])
     assert profiles[known].exists and profiles[known].genres == {"Drama", "Comedy"}
     assert profiles[without_genres].exists and profiles[without_genres].genres == frozenset()
     assert not profiles[unknown].exists and profiles[unknown].genres == frozenset()
 
 
-def test_media_by_ids_skips_deleted_and_unknown_media(db_urls, pools):
+def test_media_by_ids_skips_deleted_and_unknown_media(db_urls, databases):
     live, deleted, unknown = new_id(), new_id(), new_id()
     add_media(db_urls, live, "Live", ["Drama", "Action"])
     add_media(db_urls, deleted, "Gone", ["Drama"], deleted=True)
-    media = CatalogRepository(pools.catalog).media_by_ids([live, deleted, unknown])
+    media = CatalogRepository(databases.catalog).media_by_ids([live, deleted, unknown])
     assert list(media) == [live]
     assert media[live].title == "Live" and media[live].genres == ("Action", "Drama")
     assert media[live].cover_url.endswith(".jpg") and media[live].release_year == 2000
 
 
-def test_live_media_genres_lists_every_live_media_sorted(db_urls, pools):
+def test_live_media_genres_lists_every_live_media_sorted(db_urls, databases):
     ids = [new_id() for _ in range(3)]
     add_media(db_urls, ids[0], genres=["Drama"])
     add_media(db_urls, ids[1])
     add_media(db_urls, ids[2], genres=["Drama"], deleted=True)
-    media_ids, genres = CatalogRepository(pools.catalog).live_media_genres()
+    media_ids, genres = CatalogRepository(databases.catalog).live_media_genres()
     assert media_ids.tolist() == sorted(i.bytes for i in ids[:2])
     assert genres == {ids[0].bytes: ["Drama"]}
 
 
-def test_histories_aggregate_each_users_interactions_per_media(db_urls, pools):
+def test_histories_aggregate_each_users_interactions_per_media(db_urls, databases):
     a, b, c = new_id(), new_id(), new_id()
     m = sorted(new_id() for _ in range(6))
     add_interactions(
@@ -66,7 +66,7 @@ def test_histories_aggregate_each_users_interactions_per_media(db_urls, pools):
             (c, m[0], "WATCH", 1.0),  # not requested
         ],
     )
-    histories = EngagementRepository(pools.engagement).histories_by_user_ids([a, b, new_id()])
+    histories = EngagementRepository(databases.engagement).histories_by_user_ids([a, b, new_id()])
     assert set(histories) == {a, b}
     got_a = dict(zip((bytes(x) for x in histories[a].media_ids), histories[a].positive_value.tolist()))
     assert got_a == {m[0].bytes: 4.0, m[1].bytes: 1.0, m[2].bytes: 0.0, m[3].bytes: 0.0}
@@ -74,13 +74,13 @@ def test_histories_aggregate_each_users_interactions_per_media(db_urls, pools):
     assert histories[a].positive_value.dtype == np.float64
 
 
-def test_user_media_pairs_aggregate_per_user_and_media(db_urls, pools):
+def test_user_media_pairs_aggregate_per_user_and_media(db_urls, databases):
     a, b, m1, m2 = new_id(), new_id(), new_id(), new_id()
     add_interactions(
         db_urls,
         [(a, m1, "WATCH", 3.0, 1), (a, m1, "LIKE", 5.0, 2), (a, m2, "DISLIKE", 1.0, 3), (b, m1, "WATCH", None, 4)],
     )
-    rows = np.concatenate(list(EngagementRepository(pools.engagement).user_media_pairs(chunk_rows=1)))
+    rows = np.concatenate(list(EngagementRepository(databases.engagement).user_media_pairs(chunk_rows=1)))
     got = {(bytes(r["user"]), bytes(r["media"])): (bool(r["disliked"]), bool(r["liked"]), float(r["positive_value"]), int(r["interactions"])) for r in rows}
     assert got == {
         (a.bytes, m1.bytes): (False, True, 5.0, 2),

@@ -22,7 +22,7 @@ def make_client():
     apps = []
 
     def make(urls=CLOSED, **settings):
-        app = create_app(settings_for(urls, pool_timeout=0.5, **settings))
+        app = create_app(settings_for(urls, **settings))
         apps.append(app)
         return app.test_client()
 
@@ -158,9 +158,9 @@ def test_access_settings_are_read_from_the_environment():
         {
             "USER_DB_URL": "u", "CATALOG_DB_URL": "c", "ENGAGEMENT_DB_URL": "e",
             "API_KEYS": " one, two ,,", "CORS_ORIGINS": "https://a.example,https://b.example",
-            "RATE_LIMIT": "100/second;2000/minute", "POOL_MAX_WAITING": "3", "DB_PROBE_INTERVAL": "0.25",
+            "RATE_LIMIT": "100/second;2000/minute", "DB_PROBE_INTERVAL": "0.25",
         }
     )
     assert settings.api_key_list == ("one", "two")
     assert settings.cors_origin_list == ("https://a.example", "https://b.example")
-    assert (settings.rate_limit, settings.pool_max_waiting, settings.db_probe_interval) == ("100/second;2000/minute", 3, 0.25)
+    assert (settings.rate_limit, settings.db_probe_interval) == ("100/second;2000/minute", 0.25)

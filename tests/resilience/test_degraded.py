@@ -32,7 +32,7 @@ CLOSED = "postgresql://nobody@127.0.0.1:1/none?connect_timeout=1"
 
 
 def serve(urls, **settings):
-    app = create_app(settings_for(urls, pool_timeout=1.0, **settings))
+    app = create_app(settings_for(urls, **settings))
     return app, app.test_client()
 
 

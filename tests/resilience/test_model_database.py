@@ -1,6 +1,9 @@
-"""Real outages: three PostgreSQL servers (user_db, catalog_db, engagement_db), each stopped and
-restarted while requests flow to Gunicorn. Degraded answers during the outage, full service
-again within 5 seconds of the restart, without restarting the service.
+"""The model database and the refresh job when a database dies: three PostgreSQL servers
+(user_db, catalog_db, engagement_db holding the model tables) that the tests stop and start.
+
+Every fault of the serving path under traffic is in tests/faults (the fault matrix); here:
+a worker started without its model database, the model database dying during a reload, and
+engagement_db dying in the middle of a refresh.
 """
 
 from __future__ import annotations
@@ -16,17 +19,21 @@ import requests
 from database.schema import apply_schema
 from ml_service.__main__ import run_refresh
 from ml_service.config import DatabaseUrls
-from tests.conftest import free_port, serving, settings_for, start_gunicorn, wait_for_http
-from tests.resilience.dataset import USER, assert_full_service, assert_without_engagement_db, assert_without_user_db, fill
+from database.catalog_repository import CatalogRepository
+from database.engagement_repository import EngagementRepository
+from database.model_repository import ModelRepository
+from database.pools import Unavailable, open_databases
+from ml_service.app import build_runtime
+from services.refresh import RefreshFailed, refresh
+from tests.conftest import free_port, settings_for, start_gunicorn, wait_for_http
+from tests.resilience.dataset import USER, assert_full_service, assert_without_engagement_db, fill
 from tests.resilience.servers import StoppableServer
 
 pytestmark = pytest.mark.e2e
 
-OUTAGE_SECONDS = 3.0
 RECOVERY_BOUND = 5.0
 # Full answers in a row (from 3 clients, over both workers) that count as "recovered".
 RECOVERED_STREAK = 20
-SERVICE_ENV = {"GUNICORN_WORKERS": "2", "GUNICORN_THREADS": "2", "POOL_TIMEOUT": "1", "DB_PROBE_INTERVAL": "0.5"}
 
 
 @dataclass
@@ -102,72 +109,12 @@ def servers(tmp_path_factory):
         server.cleanup()
 
 
-@pytest.fixture(scope="module")
-def service(servers, tmp_path_factory):
-    _, urls = servers
-    with serving(urls, tmp_path_factory.mktemp("gunicorn"), **SERVICE_ENV) as base:
-        yield base
-
-
-def outage(servers, name: str, traffic: Traffic) -> tuple[list[Answer], list[Answer], float]:
-    """Stop `name`'s server for OUTAGE_SECONDS; the answers during it, all answers, seconds to recover."""
-    server = servers[0][name]
-    stopped = time.monotonic()
-    server.stop()
-    time.sleep(OUTAGE_SECONDS)
-    during = traffic.between(stopped + 1.5, time.monotonic())
-    server.start()
-    restarted = time.monotonic()
-    recovery = traffic.wait_for_full_service(restarted, RECOVERY_BOUND)
-    print(f"\noutage {name}_db: down {restarted - stopped:.1f} s, full service {recovery:.2f} s after the restart")
-    return during, traffic.between(stopped, float("inf")), recovery
-
-
-def test_user_db_outage_degrades_then_recovers(servers, service):
-    with Traffic(service) as traffic:
-        time.sleep(0.5)
-        during, everything, recovery = outage(servers, "user", traffic)
-    assert len(during) >= 10
-    for answer in during:
-        assert answer.status == 200
-        assert_without_user_db(answer.body)
-        assert answer.elapsed < 1.0  # known down: no waiting for the pool
-    assert all(a.status == 200 for a in everything)
-    assert recovery <= RECOVERY_BOUND
-
-
-def test_engagement_db_outage_degrades_then_recovers(servers, service):
-    with Traffic(service) as traffic:
-        time.sleep(0.5)
-        during, everything, recovery = outage(servers, "engagement", traffic)
-    assert len(during) >= 10
-    for answer in during:
-        assert answer.status == 200
-        assert_without_engagement_db(answer.body)
-        assert answer.elapsed < 1.0
-    assert all(a.status == 200 for a in everything)
-    assert recovery <= RECOVERY_BOUND
-
-
-def test_catalog_db_outage_answers_503_with_retry_after_then_recovers(servers, service):
-    with Traffic(service) as traffic:
-        time.sleep(0.5)
-        during, everything, recovery = outage(servers, "catalog", traffic)
-    assert len(during) >= 10
-    for answer in during:
-        assert answer.status == 503 and answer.retry_after == "1"
-        assert answer.body["error"]["code"] == "database_unavailable"
-        assert answer.elapsed < 1.0
-    assert {a.status for a in everything} <= {200, 503}
-    assert recovery <= RECOVERY_BOUND
-
-
 def test_a_worker_started_without_its_model_database_recovers_the_model(servers, tmp_path):
     server_map, urls = servers
     server_map["engagement"].stop()  # holds the model tables too
     port = free_port()
     log = tmp_path / "gunicorn.log"
-    process = start_gunicorn(urls, port, log, **SERVICE_ENV)
+    process = start_gunicorn(urls, port, log)  # production defaults
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for_http(f"{base}/health", process, log)
@@ -191,3 +138,75 @@ def test_a_worker_started_without_its_model_database_recovers_the_model(servers,
         server_map["engagement"].start()
         process.send_signal(signal.SIGTERM)
         process.wait(30)
+
+
+def test_the_model_database_dying_during_a_reload_leaves_the_model_serving(servers):
+    server_map, urls = servers
+    runtime = build_runtime(settings_for(urls, model_reload_interval=0.5))
+    try:
+        served = runtime.models.current().info.version
+        server_map["engagement"].stop()
+        with pytest.raises(Unavailable):
+            runtime.models.reload()  # what the loader runs every MODEL_RELOAD_INTERVAL
+        assert runtime.models.current().info.version == served
+        page = runtime.recommender.recommend(USER, limit=5)
+        assert page.count == 5 and page.degraded == ("engagement_db",)
+        server_map["engagement"].start()
+        newer = run_refresh(settings_for(urls), progress=False)
+        deadline = time.monotonic() + 10
+        while runtime.models.current().info.version != newer and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert runtime.models.current().info.version == newer  # picked up with no request in between
+    finally:
+        server_map["engagement"].start()
+        runtime.close()
+
+
+class DyingEngagement(EngagementRepository):
+    """Stops engagement_db's server (which holds the model tables too) before or after the interactions are read."""
+
+    def __init__(self, db, server: StoppableServer, when: str) -> None:
+        super().__init__(db)
+        self._server = server
+        self._when = when
+
+    def user_media_pairs(self, chunk_rows: int = 1_000_000):
+        if self._when == "before reading":
+            self._server.stop()
+        yield from super().user_media_pairs(chunk_rows=2)
+        if self._when == "before publishing":
+            self._server.stop()
+
+
+@pytest.mark.parametrize(
+    "when, failed_step",
+    [
+        ("before reading", "reading interactions from engagement_db"),
+        ("before publishing", "publishing to the model database"),
+    ],
+)
+def test_engagement_db_dying_mid_refresh_fails_clearly_and_publishes_nothing(servers, when, failed_step):
+    server_map, urls = servers
+    databases = open_databases(settings_for(urls), statement_timeout_ms=0, pool_timeout=10.0)
+    models = ModelRepository(databases.model)
+    published = models.current_version()
+    started = time.monotonic()
+    try:
+        with pytest.raises(RefreshFailed, match=f"^{failed_step} failed: .*; nothing was published$"):
+            refresh(
+                CatalogRepository(databases.catalog),
+                DyingEngagement(databases.engagement, server_map["engagement"], when),
+                models,
+                neighbours_k=10,
+                half_life_days=365.0,
+                progress=False,
+            )
+        assert time.monotonic() - started < 5.0  # a refused connection is not waited for
+    finally:
+        server_map["engagement"].start()
+        databases.close()
+    databases = open_databases(settings_for(urls), statement_timeout_ms=0)
+    try:
+        assert ModelRepository(databases.model).current_version() == published
+    finally:
+        databases.close()

@@ -1,0 +1,118 @@
+"""Deadlines for database work that no database can stretch: a frozen server, a cut network.
+
+A server-side `statement_timeout` cannot help when the server itself is stuck, and libpq waits
+for an answer without a limit. So every connection in use under a deadline is registered with
+the process's watchdog thread; when the deadline passes, the watchdog shuts the connection's
+socket down (`shutdown(2)` on a duplicate of its descriptor: the descriptor stays libpq's).
+The call blocked on that socket then fails at once ("server closed the connection"), the
+caller gets `DeadlineExceeded`, and the connection is closed so that its pool never lends it
+again. Closing the socket from another thread is the one way to interrupt a blocked libpq
+call that works whatever the server does: a cancel request needs a server that answers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+import psycopg
+
+# How often the watchdog looks for expired deadlines: a deadline is enforced within this.
+TICK_SECONDS = 0.02
+
+
+class DeadlineExceeded(psycopg.OperationalError):
+    """The database did not answer before the deadline; the connection was cut and discarded."""
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """A point in time (time.monotonic) by which some work must be done."""
+
+    at: float
+
+    @classmethod
+    def after(cls, seconds: float) -> "Deadline":
+        """The deadline `seconds` from now."""
+        return cls(time.monotonic() + seconds)
+
+    def remaining(self) -> float:
+        """Seconds left (0 when passed)."""
+        return max(0.0, self.at - time.monotonic())
+
+    def within(self, seconds: float) -> "Deadline":
+        """This deadline, or `seconds` from now if that comes first (a share of the time left)."""
+        return Deadline(min(self.at, time.monotonic() + seconds))
+
+
+class _Guarded:
+    __slots__ = ("fd", "at", "fired")
+
+    def __init__(self, fd: int, at: float) -> None:
+        self.fd = fd
+        self.at = at
+        self.fired = False
+
+
+class Watchdog:
+    """One thread per process that cuts the sockets of connections whose deadline passed."""
+
+    def __init__(self, tick: float = TICK_SECONDS) -> None:
+        self._tick = tick
+        self._lock = threading.Lock()
+        self._guarded: dict[int, _Guarded] = {}
+        self._keys = itertools.count()
+        self._pid: int | None = None
+
+    @contextlib.contextmanager
+    def guard(self, conn: psycopg.Connection, deadline: Deadline) -> Iterator[None]:
+        """Run the body with `conn`; past `deadline` the connection is cut, DeadlineExceeded raised.
+
+        A connection cut here is closed on the way out, whatever the body did.
+        """
+        entry = _Guarded(conn.pgconn.socket, deadline.at)
+        key = next(self._keys)
+        with self._lock:
+            if self._pid != os.getpid():  # first use in this process (or a forked child)
+                self._pid = os.getpid()
+                threading.Thread(target=self._run, name="db-deadline-watchdog", daemon=True).start()
+            self._guarded[key] = entry
+        try:
+            yield
+        except psycopg.OperationalError as error:
+            if entry.fired:
+                raise DeadlineExceeded("the database did not answer within the deadline") from error
+            raise
+        finally:
+            with self._lock:  # after this the watchdog no longer touches the socket
+                del self._guarded[key]
+            if entry.fired:  # even when the body finished just in time: its socket is cut
+                conn.close()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self._tick)
+            now = time.monotonic()
+            with self._lock:
+                for entry in self._guarded.values():
+                    if not entry.fired and entry.at <= now:
+                        entry.fired = True
+                        _cut(entry.fd)
+
+
+def _cut(fd: int) -> None:
+    """Shut the socket down for both directions; a blocked recv/poll on it returns at once."""
+    try:
+        with socket.socket(fileno=os.dup(fd)) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+    except OSError:  # already closed or not connected: nothing left to interrupt
+        pass
+
+
+WATCHDOG = Watchdog()

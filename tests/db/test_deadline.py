@@ -1,0 +1,51 @@
+"""The deadline watchdog against a real server: a blocked libpq call ends at the deadline."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import psycopg
+import pytest
+
+from database.deadline import WATCHDOG, Deadline, DeadlineExceeded
+
+
+def test_a_query_that_runs_past_the_deadline_is_cut_and_its_connection_closed(db_urls):
+    with psycopg.connect(db_urls.user, autocommit=True) as conn:
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceeded), WATCHDOG.guard(conn, Deadline.after(0.3)):
+            conn.execute("SELECT pg_sleep(10)")
+        assert 0.3 <= time.monotonic() - started < 0.8
+        assert conn.closed  # never lent again
+
+
+def test_work_that_ends_in_time_is_untouched(db_urls):
+    with psycopg.connect(db_urls.user, autocommit=True) as conn:
+        for _ in range(3):
+            with WATCHDOG.guard(conn, Deadline.after(1.0)):
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+        time.sleep(1.2)  # past the deadlines of the guards that have ended
+        assert conn.execute("SELECT 2").fetchone() == (2,)
+
+
+def test_a_frozen_backend_cannot_hold_a_call_past_the_deadline(db_urls):
+    with psycopg.connect(db_urls.user, autocommit=True) as conn:
+        backend = conn.info.backend_pid
+        os.kill(backend, signal.SIGSTOP)  # a hung host: the kernel still accepts, nothing answers
+        try:
+            started = time.monotonic()
+            with pytest.raises(DeadlineExceeded), WATCHDOG.guard(conn, Deadline.after(0.3)):
+                conn.execute("SELECT 1")
+            assert time.monotonic() - started < 0.8
+        finally:
+            os.kill(backend, signal.SIGCONT)
+
+
+def test_deadline_shares():
+    deadline = Deadline.after(1.0)
+    assert 0.9 < deadline.remaining() <= 1.0
+    assert deadline.within(0.2).remaining() <= 0.2
+    assert deadline.within(5.0) == deadline
+    assert Deadline.after(-1).remaining() == 0.0
