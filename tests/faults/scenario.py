@@ -67,6 +67,7 @@ class Answer:
     status: int  # 0: no HTTP answer at all (connection error or client timeout)
     degraded: tuple[str, ...] = ()
     retry_after: str | None = None
+    body: dict = field(default_factory=dict)
 
     @property
     def full(self) -> bool:
@@ -108,7 +109,7 @@ class Traffic:
                 body = response.json()
                 answer = Answer(
                     request_id, started, time.monotonic() - started, response.status_code,
-                    tuple(body.get("degraded", ())), response.headers.get("Retry-After"),
+                    tuple(body.get("degraded", ())), response.headers.get("Retry-After"), body,
                 )
             except (requests.RequestException, ValueError):
                 answer = Answer(request_id, started, time.monotonic() - started, 0)
@@ -117,6 +118,14 @@ class Traffic:
 
     def between(self, start: float, end: float) -> list[Answer]:
         return [a for a in list(self.answers) if start <= a.started < end]
+
+    def full_since(self, start: float) -> float | None:
+        """When the answers after `start` became full and stayed so (None: the last one is not)."""
+        answers = self.between(start, float("inf"))
+        bad = [i for i, a in enumerate(answers) if not a.full]
+        if not bad:
+            return start
+        return answers[bad[-1] + 1].started if bad[-1] + 1 < len(answers) else None
 
 
 @dataclass

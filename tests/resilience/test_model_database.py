@@ -9,9 +9,7 @@ engagement_db dying in the middle of a refresh.
 from __future__ import annotations
 
 import signal
-import threading
 import time
-from dataclasses import dataclass
 
 import pytest
 import requests
@@ -26,70 +24,13 @@ from database.pools import Unavailable, open_databases
 from ml_service.app import build_runtime
 from services.refresh import RefreshFailed, refresh
 from tests.conftest import free_port, settings_for, start_gunicorn, wait_for_http
+from tests.faults.scenario import Traffic, wait_for_full_service
 from tests.resilience.dataset import USER, assert_full_service, assert_without_engagement_db, fill
 from tests.resilience.servers import StoppableServer
 
 pytestmark = pytest.mark.e2e
 
 RECOVERY_BOUND = 5.0
-# Full answers in a row (from 3 clients, over both workers) that count as "recovered".
-RECOVERED_STREAK = 20
-
-
-@dataclass
-class Answer:
-    started: float
-    elapsed: float
-    status: int
-    body: dict
-    retry_after: str | None
-
-
-class Traffic:
-    """Clients requesting recommendations in a loop, recording every answer."""
-
-    def __init__(self, base_url: str, clients: int = 3) -> None:
-        self.url = f"{base_url}/api/recommendations/{USER}?limit=5"
-        self.answers: list[Answer] = []
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
-
-    def __enter__(self) -> "Traffic":
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(15)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            started = time.monotonic()
-            response = requests.get(self.url, timeout=10)
-            self.answers.append(
-                Answer(started, time.monotonic() - started, response.status_code, response.json(), response.headers.get("Retry-After"))
-            )
-            time.sleep(0.02)
-
-    def between(self, start: float, end: float) -> list[Answer]:
-        return [a for a in list(self.answers) if start <= a.started < end]
-
-    def wait_for_full_service(self, since: float, bound: float) -> float:
-        """Seconds from `since` to the first answer of a lasting streak of full answers."""
-        deadline = since + bound + 10
-        while time.monotonic() < deadline:
-            answers = self.between(since, float("inf"))
-            streak = 0
-            for answer in reversed(answers):
-                if answer.status != 200 or answer.body["degraded"]:
-                    break
-                streak += 1
-            if streak >= RECOVERED_STREAK:
-                return answers[len(answers) - streak].started - since
-            time.sleep(0.1)
-        pytest.fail(f"no full service within {bound + 10} s of the restart")
 
 
 @pytest.fixture(scope="module")
@@ -120,12 +61,13 @@ def test_a_worker_started_without_its_model_database_recovers_the_model(servers,
         wait_for_http(f"{base}/health", process, log)
         ready = requests.get(f"{base}/health/ready", timeout=10).json()
         assert ready["status"] == "degraded" and ready["checks"]["model"] == "missing"
-        with Traffic(base) as traffic:
+        with Traffic(f"{base}/api/recommendations/{USER}?limit=5", clients=3) as traffic:
             time.sleep(2.0)
             starting = time.monotonic()
             server_map["engagement"].start()
             restarted = time.monotonic()
-            recovery = traffic.wait_for_full_service(restarted, RECOVERY_BOUND)
+            wait_for_full_service(traffic, timeout=RECOVERY_BOUND + 10)
+            recovery = traffic.full_since(restarted) - restarted
         print(f"\nfresh workers without engagement_db (model): full service {recovery:.2f} s after the restart")
         during = traffic.between(0, starting)
         assert len(during) >= 10
