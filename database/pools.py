@@ -52,6 +52,10 @@ TCP_SETTINGS = {
     "keepalives_count": 3,
     "tcp_user_timeout": 10_000,
 }
+# A request with less time left than this (seconds) skips the database without trying it and
+# without marking it down: its time went elsewhere (queued behind others, a CPU stall), and a
+# query started now would miss the deadline through no fault of the database.
+MIN_ATTEMPT = 0.05
 # Seconds a request waits for a pooled connection at a time before it looks whether the pool's
 # last attempt to connect failed (then it gives up at once instead of waiting out its deadline).
 WAIT_SLICE = 0.05
@@ -122,9 +126,9 @@ class Database:
     def connection(self, deadline: Deadline | None = None) -> Iterator[psycopg.Connection]:
         """A pooled connection for the body; bounded by `deadline` when one is given.
 
-        With a deadline (the request path): Unavailable when the database is marked down, and
-        any connection failure, pool timeout or deadline passed marks it down and raises
-        Unavailable. Without one (offline jobs): the pool's own timeout to get a connection
+        With a deadline (the request path): Unavailable when the database is marked down or
+        less than MIN_ATTEMPT is left, and any connection failure, pool timeout or deadline
+        passed marks it down and raises Unavailable. Without one (offline jobs): the pool's own timeout to get a connection
         (at once when the database refuses connections), no limit on the work, errors as they are.
         """
         if deadline is None:
@@ -135,6 +139,8 @@ class Database:
             finally:
                 pool.putconn(conn)
             return
+        if deadline.remaining() < MIN_ATTEMPT:
+            raise Unavailable(self.name)
         trial = not self.available
         if trial and not self._take_trial():
             raise Unavailable(self.name)

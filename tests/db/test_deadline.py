@@ -49,3 +49,18 @@ def test_deadline_shares():
     assert deadline.within(0.2).remaining() <= 0.2
     assert deadline.within(5.0) == deadline
     assert Deadline.after(-1).remaining() == 0.0
+
+
+def test_a_request_out_of_time_skips_the_database_without_marking_it_down(db_urls):
+    from database.pools import Unavailable, open_databases
+    from tests.conftest import settings_for
+
+    databases = open_databases(settings_for(db_urls))
+    try:
+        with pytest.raises(Unavailable), databases.user.connection(Deadline.after(0.01)):
+            pass
+        assert databases.user.available  # its time went elsewhere: not the database's fault
+        with databases.user.connection(Deadline.after(1.0)) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        databases.close()

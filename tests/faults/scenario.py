@@ -196,6 +196,11 @@ class Stack:
         for host in self.hosts.values():
             host.cleanup()
 
+    @property
+    def gunicorn_pid(self) -> int:
+        """The Gunicorn master's pid (its children are the workers)."""
+        return self._gunicorn.pid
+
     def workers(self) -> dict[str, int]:
         """Request id -> pid of the worker that answered it, from the access lines logged so far."""
         answered = {}
