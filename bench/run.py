@@ -13,11 +13,16 @@
    single and batch requests again from one connection (their latency when no request waits
    for another).
 5. Reads each worker's RSS and writes the report (--output, default bench/RESULTS.md).
+
+With --baseline-ref REV it also serves the code of git revision REV (a temporary worktree) from a
+second Gunicorn, measures the single and batch scenarios on both servers in alternation and
+reports their cost side by side: what a change costs per request, within one run.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -48,6 +53,7 @@ SCENARIO_NAMES = {
 }
 REQUIRED_SCENARIOS = ("health", "single", "batch", "live_sql")
 INTERLEAVED = ("health", "single", "batch")
+COMPARED = ("single", "batch")  # also measured on the --baseline-ref server
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=4,
                         help="health, single and batch alternate in this many rounds of duration / rounds seconds")
+    parser.add_argument("--baseline-ref", metavar="REV",
+                        help="also serve git revision REV (a temporary worktree) from a second Gunicorn and "
+                             "alternate single and batch between the two servers in every round")
     args = parser.parse_args(argv)
 
     urls, server = _databases(args.pgdata)
@@ -84,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     size["server"] = _server_settings(urls)
     ids = _user_ids(urls, args.seed)
     port = args.port or _free_port()
-    with tempfile.TemporaryDirectory(prefix="ml-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="ml-bench-") as tmp, contextlib.ExitStack() as stack:
         ids_file = Path(tmp) / "ids.txt"
         ids_file.write_text("\n".join(ids))
         log = Path(tmp) / "gunicorn.log"
@@ -94,16 +103,27 @@ def main(argv: list[str] | None = None) -> int:
             _wait_ready(base, gunicorn, log)
             processes = {"server": gunicorn.pid, "postgres": _postmaster(urls)}
             scenarios = args.scenarios.split(",")
-            # The ceiling and what it is compared with alternate in rounds, so that a busy moment
-            # of a shared machine hits each of them alike; the other scenarios run once.
-            interleaved = [s for s in scenarios if s in INTERLEAVED]
             parts: dict[str, list[dict]] = {s: [] for s in scenarios}
+            # Each server measured: its URL, the processes whose CPU counts, its runs per scenario.
+            servers = [(base, processes, parts)]
+            baseline = None
+            if args.baseline_ref:
+                baseline = stack.enter_context(_baseline_server(args.baseline_ref, urls, args, Path(tmp)))
+                baseline["processes"] = {**processes, "server": baseline["pid"]}
+                baseline["parts"] = {s: [] for s in scenarios if s in COMPARED}
+                servers.append((baseline["base"], baseline["processes"], baseline["parts"]))
+            # The ceiling and what it is compared with alternate in rounds, so that a busy moment
+            # of a shared machine hits each of them alike; the other scenarios run once. With a
+            # baseline, COMPARED run on both servers in turn, which of them first alternating by round.
+            interleaved = [s for s in scenarios if s in INTERLEAVED]
             for round_ in range(args.rounds):
                 for scenario in interleaved:
-                    parts[scenario].append(_measure(
-                        base, scenario, ids_file, args, processes, Path(tmp),
-                        duration=args.duration / args.rounds, warmup=args.warmup if round_ == 0 else 1.0,
-                    ))
+                    turns = [server for server in servers if scenario in server[2]]
+                    for url, measured, into in turns[::-1] if round_ % 2 else turns:
+                        into[scenario].append(_measure(
+                            url, scenario, ids_file, args, measured, Path(tmp),
+                            duration=args.duration / args.rounds, warmup=args.warmup if round_ == 0 else 1.0,
+                        ))
             for scenario in scenarios:
                 if scenario not in INTERLEAVED:
                     parts[scenario].append(_measure(
@@ -115,6 +135,12 @@ def main(argv: list[str] | None = None) -> int:
                 results[scenario] = _merge(scenario, parts[scenario], processes)
                 print(json.dumps(results[scenario]), flush=True)
             rss = _worker_rss(gunicorn.pid)
+            if baseline:
+                baseline["results"] = {s: _merge(s, runs, baseline["processes"]) for s, runs in baseline["parts"].items()}
+                baseline["rss"] = _worker_rss(baseline["pid"])
+                for scenario, result in baseline["results"].items():
+                    print(json.dumps({"baseline": baseline["label"], **result,
+                                      "server_cpu_ratio": _cpu_ratio(results[scenario], result, "server")}), flush=True)
         finally:
             gunicorn.terminate()
             try:
@@ -129,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
             print(profiles[-1], flush=True)
     if set(REQUIRED_SCENARIOS) <= set(results):
         report = _report(results, rss, size, args, argv, profiles)
+        if baseline:
+            report += _comparison(results, parts, baseline, args)
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(report)
         print(f"wrote {args.output}")
@@ -242,19 +270,56 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_gunicorn(urls, port: int, args, log: Path) -> subprocess.Popen:
+def _start_gunicorn(urls, port: int, args, log: Path, root: Path = ROOT, **extra_env: str) -> subprocess.Popen:
     env = {
         **_env(urls),
         "BIND": f"127.0.0.1:{port}",
         "GUNICORN_WORKERS": str(args.workers),
         "GUNICORN_THREADS": str(args.threads),
         "LOG_LEVEL": "WARNING",
+        **extra_env,
     }
     with log.open("w") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONFIG), "bench.reference_wsgi:app"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "gunicorn", "-c", str(root / GUNICORN_CONFIG.relative_to(ROOT)),
+             "bench.reference_wsgi:app"],
+            cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
         )
+
+
+@contextlib.contextmanager
+def _baseline_server(ref: str, urls, args, tmp: Path):
+    """Gunicorn serving the code of git revision `ref` from a temporary worktree, ready.
+
+    The same databases, configuration and Python environment as the measured checkout; its own
+    port and metrics directory. Yields its "base" URL, master "pid" and a "label" naming `ref`.
+    """
+    worktree = tmp / "baseline"
+    commit = _git("rev-parse", "--short", "--verify", f"{ref}^{{commit}}")
+    _git("worktree", "add", "--detach", "--quiet", str(worktree), commit)
+    try:
+        port, log = _free_port(), tmp / "gunicorn-baseline.log"
+        gunicorn = _start_gunicorn(urls, port, args, log, root=worktree,
+                                   PROMETHEUS_MULTIPROC_DIR=str(tmp / "metrics-baseline"))
+        try:
+            base = f"http://127.0.0.1:{port}"
+            _wait_ready(base, gunicorn, log)
+            yield {"base": base, "pid": gunicorn.pid, "label": f"{ref} ({commit})" if ref != commit else ref}
+        finally:
+            gunicorn.terminate()
+            try:
+                gunicorn.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                gunicorn.kill()
+    finally:
+        _git("worktree", "remove", "--force", str(worktree))
+
+
+def _git(*command: str) -> str:
+    done = subprocess.run(["git", *command], cwd=ROOT, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"git {' '.join(command)} failed:\n{done.stderr}")
+    return done.stdout.strip()
 
 
 def _wait_ready(base: str, process: subprocess.Popen, log: Path, timeout: float = 120.0) -> None:
@@ -343,7 +408,12 @@ def _postmaster(urls) -> int | None:
 
 
 def _cpu_seconds(root: int | None) -> float:
-    """CPU time (user + system) used so far by `root` and every process below it, from /proc."""
+    """CPU time (user + system) used so far by `root` and every process below it, from /proc.
+
+    Each process counts with its reaped children (cutime, cstime), so that a process that exits
+    meanwhile (a PostgreSQL backend whose connection was closed, a Gunicorn worker replaced)
+    keeps its CPU in the total instead of taking it away.
+    """
     if root is None:
         return 0.0
     children: dict[int, list[int]] = {}
@@ -355,7 +425,7 @@ def _cpu_seconds(root: int | None) -> float:
             continue  # exited meanwhile
         pid = int(stat.parent.name)
         children.setdefault(int(fields[1]), []).append(pid)
-        ticks[pid] = int(fields[11]) + int(fields[12])  # utime, stime
+        ticks[pid] = sum(int(field) for field in fields[11:15])  # utime, stime, cutime, cstime
     total, todo = 0, [root]
     while todo:
         pid = todo.pop()
@@ -465,6 +535,61 @@ def _report(results: dict, rss: list[int], size: dict, args, argv, profiles: lis
         for profile in profiles:
             lines += ["```", profile, "```", ""]
     return "\n".join(lines)
+
+
+def _cpu_ratio(new: dict, old: dict, process: str) -> float | None:
+    """CPU per request of `process` ("server" or "postgres") in `new` / in `old`."""
+    a, b = new.get(f"{process}_cpu_ms_per_request"), old.get(f"{process}_cpu_ms_per_request")
+    return round(a / b, 3) if a is not None and b else None
+
+
+def _round_ratios(new_parts: list[dict], old_parts: list[dict]) -> list[float]:
+    """Gunicorn CPU per request, new / old, round by round, sorted (their spread shows the noise)."""
+    def per_request(part: dict) -> float:
+        return part["cpu"]["server"] / max(1, part["ok"] + part["errors"] + part["warmup_requests"])
+
+    return sorted(per_request(new) / per_request(old) for new, old in zip(new_parts, old_parts) if per_request(old))
+
+
+def _comparison(results: dict, parts: dict, baseline: dict, args) -> str:
+    """The report's section comparing this checkout with the --baseline-ref server."""
+    label, head = baseline["label"], _git("rev-parse", "--short", "HEAD")
+    lines = [
+        "",
+        f"## This checkout vs the baseline {label}",
+        "",
+        f"Same run, same databases: a second Gunicorn (the production configuration of its own revision, "
+        f"the same settings) serves `{args.baseline_ref}` from a temporary git worktree. Each round runs "
+        f"each scenario below on both servers in turn (which of them first alternates by round), so a busy "
+        "moment of the machine hits both alike.",
+        "",
+        "| scenario | code | requests/s | p50 ms | p95 ms | p99 ms | errors | requests "
+        "| CPU ms per request: Gunicorn | PostgreSQL |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    ratios = []
+    for key, old in baseline["results"].items():
+        for code, result in ((f"this checkout (HEAD {head} + working tree)", results[key]), (f"baseline {label}", old)):
+            lines.append(
+                f"| {SCENARIO_NAMES[key]} | {code} | {_fmt(result['requests_per_second'])} | "
+                f"{_fmt(result['p50_ms'], 2)} | {_fmt(result['p95_ms'], 2)} | {_fmt(result['p99_ms'], 2)} | "
+                f"{result['errors']} | {result['ok'] + result['errors']} | "
+                f"{_fmt(result.get('server_cpu_ms_per_request'), 2)} | {_fmt(result.get('postgres_cpu_ms_per_request'), 2)} |"
+            )
+        rounds = _round_ratios(parts[key], baseline["parts"][key])
+        ratios.append(f"- {SCENARIO_NAMES[key]}: Gunicorn {_fmt(_cpu_ratio(results[key], old, 'server'), 3)}x "
+                      f"(round by round: {', '.join(_fmt(r, 2) for r in rounds)}), "
+                      f"PostgreSQL {_fmt(_cpu_ratio(results[key], old, 'postgres'), 3)}x")
+    return "\n".join([
+        *lines,
+        "",
+        "CPU per request, this checkout / baseline (same run; errors and warm-up requests count as requests):",
+        "",
+        *ratios,
+        "",
+        "Baseline worker memory (RSS after the run): " + ", ".join(f"{r / 1024 / 1024:.0f} MB" for r in baseline["rss"]),
+        "",
+    ])
 
 
 if __name__ == "__main__":

@@ -44,3 +44,32 @@ def test_benchmark_runs_every_scenario_and_writes_its_report(db_urls, tmp_path):
                     "rank_for_user", "whole request through Flask"):
         assert heading in report
     assert report.count(" MB") >= 2  # one RSS figure per worker
+
+
+@pytest.mark.skipif(not (ROOT / ".git").exists(), reason="--baseline-ref needs the git repository")
+def test_benchmark_compares_this_checkout_with_a_baseline_revision(db_urls, tmp_path):
+    output = tmp_path / "RESULTS.md"
+    command = [
+        sys.executable, "-m", "bench.run", "--data", "synthetic", "--users", "200", "--media", "120",
+        "--interactions", "6000", "--workers", "2", "--threads", "2", "--connections", "2",
+        "--duration", "1", "--rounds", "2", "--warmup", "0.2", "--live-sql-requests", "4", "--profile-requests", "0",
+        "--scenarios", "health,single,batch,live_sql", "--baseline-ref", "HEAD", "--output", str(output),
+    ]
+    env = {**os.environ, **database_env(db_urls), "TMPDIR": str(tmp_path)}  # the worktree goes there
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    baseline = [line for line in lines if "baseline" in line]
+    assert [(b["baseline"].split()[0], b["scenario"], b["runs"]) for b in baseline] == [
+        ("HEAD", "single", 2), ("HEAD", "batch", 2)]  # measured in every round, as this checkout is
+    for result in baseline:
+        assert result["ok"] > 0 and result["errors"] == 0, result
+        assert result["server_cpu_ms_per_request"] >= 0 and "server_cpu_ratio" in result, result
+    report = output.read_text()
+    assert "## This checkout vs the baseline HEAD" in report
+    for scenario in ("1 random user", "50 random users"):
+        assert re.search(re.escape(scenario) + r"\): Gunicorn [\d.,]+x \(round by round: [\d., ]+\), PostgreSQL ",
+                         report), report
+    assert "Baseline worker memory" in report
+    worktrees = subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert str(tmp_path) not in worktrees  # removed at the end
