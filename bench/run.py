@@ -142,11 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(json.dumps({"baseline": baseline["label"], **result,
                                       "server_cpu_ratio": _cpu_ratio(results[scenario], result, "server")}), flush=True)
         finally:
-            gunicorn.terminate()
-            try:
-                gunicorn.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                gunicorn.kill()
+            _stop(gunicorn)
     print(json.dumps({"worker_rss_mb": [round(r / 2**20) for r in rss]}))
     profiles = []
     if args.profile_requests > 0:
@@ -306,13 +302,18 @@ def _baseline_server(ref: str, urls, args, tmp: Path):
             _wait_ready(base, gunicorn, log)
             yield {"base": base, "pid": gunicorn.pid, "label": f"{ref} ({commit})" if ref != commit else ref}
         finally:
-            gunicorn.terminate()
-            try:
-                gunicorn.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                gunicorn.kill()
+            _stop(gunicorn)
     finally:
         _git("worktree", "remove", "--force", str(worktree))
+
+
+def _stop(gunicorn: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within 30 s."""
+    gunicorn.terminate()
+    try:
+        gunicorn.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        gunicorn.kill()
 
 
 def _git(*command: str) -> str:
