@@ -1,7 +1,7 @@
 """Each database can fail on its own: the service answers degraded, says so, and 503s only without catalog_db.
 
 Here a failing database is one whose URL points at a closed port (one real PostgreSQL server
-holds the others); tests/resilience/test_outages.py stops and restarts real servers.
+holds the others); tests/faults stops, freezes, cuts off and slows real servers.
 """
 
 from __future__ import annotations
