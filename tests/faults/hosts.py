@@ -70,26 +70,30 @@ class NetnsPostgres:
         self._cut = False
 
         _run("ip", "netns", "add", self.namespace)
-        _run("ip", "link", "add", self._host_link, "type", "veth", "peer", "name", self._ns_link)
-        _run("ip", "link", "set", self._ns_link, "netns", self.namespace)
-        _run("ip", "addr", "add", f"{self._host_address}/30", "dev", self._host_link)
-        _run("ip", "link", "set", self._host_link, "up")
-        self._in_ns("ip", "addr", "add", f"{self.address}/30", "dev", self._ns_link)
-        self._in_ns("ip", "link", "set", self._ns_link, "up")
-        self._in_ns("ip", "link", "set", "lo", "up")
+        try:
+            _run("ip", "link", "add", self._host_link, "type", "veth", "peer", "name", self._ns_link)
+            _run("ip", "link", "set", self._ns_link, "netns", self.namespace)
+            _run("ip", "addr", "add", f"{self._host_address}/30", "dev", self._host_link)
+            _run("ip", "link", "set", self._host_link, "up")
+            self._in_ns("ip", "addr", "add", f"{self.address}/30", "dev", self._ns_link)
+            self._in_ns("ip", "link", "set", self._ns_link, "up")
+            self._in_ns("ip", "link", "set", "lo", "up")
 
-        ensure_user_exists(SYSTEM_USER)
-        self._data.mkdir(parents=True)
-        ensure_prefix_permissions(self._data)
-        shutil.chown(self._data, SYSTEM_USER, SYSTEM_USER)
-        self._log.touch()
-        shutil.chown(self._log, SYSTEM_USER, SYSTEM_USER)
-        self._as_postgres(
-            str(self._bin / "initdb"), "-D", str(self._data), "--auth=trust", "-U", "postgres", "--encoding=utf8"
-        )
-        with (self._data / "pg_hba.conf").open("a") as hba:
-            hba.write("host all all 10.213.0.0/16 trust\n")
-        self.start()
+            ensure_user_exists(SYSTEM_USER)
+            self._data.mkdir(parents=True)
+            ensure_prefix_permissions(self._data)
+            shutil.chown(self._data, SYSTEM_USER, SYSTEM_USER)
+            self._log.touch()
+            shutil.chown(self._log, SYSTEM_USER, SYSTEM_USER)
+            self._as_postgres(
+                str(self._bin / "initdb"), "-D", str(self._data), "--auth=trust", "-U", "postgres", "--encoding=utf8"
+            )
+            with (self._data / "pg_hba.conf").open("a") as hba:
+                hba.write("host all all 10.213.0.0/16 trust\n")
+            self.start()
+        except BaseException:  # leave no namespace, link or server behind
+            self.cleanup()
+            raise
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@{self.address}:{PORT}/{database}"
