@@ -133,7 +133,7 @@ def test_answers_without_a_model_are_degraded_and_documented(no_model_client, sp
 def test_unavailable_catalog_answers_the_documented_503(spec):
     from ml_service.config import DatabaseUrls
 
-    closed = "postgresql://nobody@127.0.0.1:1/none?connect_timeout=1"
+    closed = "postgresql://nobody@127.0.0.1:1/none"
     app = create_app(settings_for(DatabaseUrls(closed, closed, closed, closed)))
     try:
         client = app.test_client()

@@ -13,7 +13,7 @@ from ml_service.config import DatabaseUrls
 from services.movielens_import import user_uuid
 from tests.conftest import free_port, settings_for
 
-CLOSED = DatabaseUrls(*(["postgresql://nobody@127.0.0.1:1/none?connect_timeout=1"] * 4))
+CLOSED = DatabaseUrls(*(["postgresql://nobody@127.0.0.1:1/none"] * 4))
 BAD_ID = "/api/recommendations/not-a-uuid"  # answered 400 without touching a database
 
 

@@ -28,7 +28,7 @@ from tests.resilience.dataset import (
     fill,
 )
 
-CLOSED = "postgresql://nobody@127.0.0.1:1/none?connect_timeout=1"
+CLOSED = "postgresql://nobody@127.0.0.1:1/none"
 
 
 def serve(urls, **settings):
