@@ -47,8 +47,12 @@ class Deadline:
         return max(0.0, self.at - time.monotonic())
 
     def within(self, seconds: float) -> "Deadline":
-        """This deadline, or `seconds` from now if that comes first (a share of the time left)."""
+        """This deadline, or `seconds` from now if that comes first."""
         return Deadline(min(self.at, time.monotonic() + seconds))
+
+    def share(self, fraction: float) -> "Deadline":
+        """The deadline for `fraction` of the time left (the rest stays for what comes after)."""
+        return self.within(self.remaining() * fraction)
 
 
 class _Guarded:

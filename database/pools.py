@@ -8,7 +8,7 @@ Every read on the request path goes through `Database.connection(deadline)`, the
   process skip it at once instead of each finding out again.
 
 A database marked down is probed by a thread of its own with a fresh connection (never through
-the pool, whose queue may hold requests), every `probe_interval` seconds. When a probe
+the pool, whose queue may hold requests), every DB_PROBE_INTERVAL seconds. When a probe
 succeeds, the pool is replaced by a new one that has a working connection (a pool that stopped
 reconnecting during a long outage is never used again), and one request is let through as a
 trial while the others still skip the database: if it succeeds the database is available
@@ -28,7 +28,7 @@ import select
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Iterator
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -79,14 +79,18 @@ class Database:
     def __init__(
         self,
         name: str,
-        make_pool: Callable[[type[psycopg.Connection]], ConnectionPool],
-        connection_class: type[psycopg.Connection],
-        connect: Callable[[], psycopg.Connection],
-        probe_interval: float,
+        url: str,
+        options: dict,
+        settings: Settings,
+        pool_timeout: float,
+        connection_class: type[psycopg.Connection] = psycopg.Connection,
     ) -> None:
         self.name = name
-        self._connect = connect  # a fresh connection outside the pool, for probes
-        self._probe_interval = probe_interval
+        self._url = url
+        self._options = options  # libpq and psycopg connection options, for pools and probes alike
+        self._settings = settings
+        self._pool_timeout = pool_timeout
+        self._connection_class = connection_class
         # The error of the pool's last attempt to connect, None after a success.
         self.connect_error: Exception | None = None
         database = self
@@ -104,8 +108,8 @@ class Database:
                 database.connect_error = None
                 return conn
 
-        self._make_pool = lambda: make_pool(Tracked)
-        self._pool = self._make_pool()
+        self._pool_connection_class = Tracked
+        self._pool = self._new_pool()
         self._lock = threading.Lock()
         self._down_since: float | None = None  # None: available
         self._trial_open = False  # after a successful probe: the next request may try the database
@@ -128,30 +132,22 @@ class Database:
 
         With a deadline (the request path): Unavailable when the database is marked down or
         less than MIN_ATTEMPT is left, and any connection failure, pool timeout or deadline
-        passed marks it down and raises Unavailable. Without one (offline jobs): the pool's own timeout to get a connection
-        (at once when the database refuses connections), no limit on the work, errors as they are.
+        passed marks it down and raises Unavailable. Without one (offline jobs): `pool_timeout`
+        to get a connection (none when the database refuses connections), no limit on the work,
+        errors as they are.
         """
         if deadline is None:
-            pool = self._pool
-            conn = self._usable_connection(pool, Deadline.after(pool.timeout))
-            try:
+            with self._borrowed(Deadline.after(self._pool_timeout)) as conn:
                 yield conn
-            finally:
-                pool.putconn(conn)
             return
         if deadline.remaining() < MIN_ATTEMPT:
             raise Unavailable(self.name)
         trial = not self.available
         if trial and not self._take_trial():
             raise Unavailable(self.name)
-        pool = self._pool
         try:
-            conn = self._usable_connection(pool, deadline)
-            try:
-                with WATCHDOG.guard(conn, deadline):
-                    yield conn
-            finally:
-                pool.putconn(conn)
+            with self._borrowed(deadline) as conn, WATCHDOG.guard(conn, deadline):
+                yield conn
         except psycopg.OperationalError as error:  # includes PoolTimeout and DeadlineExceeded
             self.trip(error)
             raise Unavailable(self.name) from error
@@ -175,8 +171,9 @@ class Database:
             self._down_since = None
         log.warning("%s available again after %.1f s", self.name, down_for)
 
-    def _usable_connection(self, pool: ConnectionPool, deadline: Deadline) -> psycopg.Connection:
-        """A connection from `pool` whose socket shows nothing, within the deadline.
+    @contextlib.contextmanager
+    def _borrowed(self, deadline: Deadline) -> Iterator[psycopg.Connection]:
+        """A connection of the current pool whose socket shows nothing, got within the deadline.
 
         An idle connection receives nothing unless the server closed it (a restart or a
         terminated backend sends a message and EOF) or a keepalive found its host gone: a
@@ -189,6 +186,7 @@ class Database:
         waiters would count against it, and once full it would refuse every request and never
         grow again, the wedge this design replaces.)
         """
+        pool = self._pool
         while True:
             try:
                 conn = pool.getconn(timeout=min(WAIT_SLICE, deadline.remaining()))
@@ -198,11 +196,13 @@ class Database:
                 if deadline.remaining() > 0:
                     continue
                 raise
-            if not conn.closed:
-                readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
-                if not readable:
-                    return conn
+            if not conn.closed and not select.select([conn.pgconn.socket], [], [], 0)[0]:
+                break
             conn.close()
+            pool.putconn(conn)
+        try:
+            yield conn
+        finally:
             pool.putconn(conn)
 
     def trip(self, error: BaseException | None = None) -> None:
@@ -225,7 +225,7 @@ class Database:
         self._pool.close()
 
     def _probe_until_back(self) -> None:
-        while not self._closed.wait(self._probe_interval):
+        while not self._closed.wait(self._settings.db_probe_interval):
             try:
                 self._probe()
                 pool = self._fresh_pool()
@@ -244,13 +244,32 @@ class Database:
 
     def _probe(self) -> None:
         """SELECT 1 on a connection of its own, within PROBE_TIMEOUT."""
-        with self._connect() as conn, WATCHDOG.guard(conn, Deadline.after(PROBE_TIMEOUT)):
+        with (
+            self._connection_class.connect(self._url, **self._options) as conn,
+            WATCHDOG.guard(conn, Deadline.after(PROBE_TIMEOUT)),
+        ):
             conn.execute("SELECT 1")
+
+    def _new_pool(self) -> ConnectionPool:
+        """A pool connecting in the background (a worker starts even when its database is down)."""
+        pool = ConnectionPool(
+            self._url,
+            connection_class=self._pool_connection_class,
+            name=self.name,
+            min_size=self._settings.pool_min_size,
+            max_size=self._settings.pool_max_size,
+            timeout=self._pool_timeout,
+            reconnect_timeout=RECONNECT_TIMEOUT,
+            kwargs=self._options,
+            open=False,
+        )
+        pool.open(wait=False)
+        return pool
 
     def _fresh_pool(self) -> ConnectionPool:
         """A new pool holding a working connection, or an error (its threads stopped)."""
         self.connect_error = None
-        pool = self._make_pool()
+        pool = self._new_pool()
         try:
             pool.wait(timeout=PROBE_TIMEOUT)
         except Exception:
@@ -274,10 +293,6 @@ class Databases:
         if self.model is not self.engagement:
             named["model_db"] = self.model
         return named
-
-    def unavailable(self) -> list[str]:
-        """Names of the databases marked down right now."""
-        return [name for name, db in self.by_name().items() if not db.available]
 
     def close(self) -> None:
         """Stop every probe and close every pool."""
@@ -308,24 +323,7 @@ def open_databases(
     }
 
     def database(name: str, url: str) -> Database:
-        def make_pool(pool_connection_class: type[psycopg.Connection]) -> ConnectionPool:
-            pool = ConnectionPool(
-                url,
-                connection_class=pool_connection_class,
-                name=name,
-                min_size=settings.pool_min_size,
-                max_size=settings.pool_max_size,
-                timeout=pool_timeout,
-                reconnect_timeout=RECONNECT_TIMEOUT,
-                kwargs=options,
-                open=False,
-            )
-            pool.open(wait=False)
-            return pool
-
-        return Database(
-            name, make_pool, connection_class, lambda: connection_class.connect(url, **options), settings.db_probe_interval
-        )
+        return Database(name, url, options, settings, pool_timeout, connection_class)
 
     engagement = database("engagement_db", urls.engagement)
     return Databases(

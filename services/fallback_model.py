@@ -81,7 +81,7 @@ class FallbackModels:
         degraded: tuple[str, ...] = ()
         try:
             popular = self._engagement.recently_popular_media(
-                RECENT_INTERACTIONS, FALLBACK_MEDIA, deadline.within(deadline.remaining() * ENGAGEMENT_SHARE)
+                RECENT_INTERACTIONS, FALLBACK_MEDIA, deadline.share(ENGAGEMENT_SHARE)
             )
         except Unavailable:
             popular, degraded = [], ("engagement_db",)

@@ -110,9 +110,9 @@ class RecommendationService:
         lacking: set[str] = set()
         model = self._model(lacking, deadline)
         user_ids = list(dict.fromkeys(user_ids))
-        optional = deadline.within(deadline.remaining() * OPTIONAL_SHARE)
+        optional = deadline.share(OPTIONAL_SHARE)
         profiles = self._optional(lambda: self._users.profiles_by_ids(user_ids, optional), {}, lacking)
-        optional = deadline.within(deadline.remaining() * OPTIONAL_SHARE)
+        optional = deadline.share(OPTIONAL_SHARE)
         histories = self._optional(lambda: self._engagement.histories_by_user_ids(user_ids, optional), {}, lacking)
         signals = {}
         for user_id in user_ids:

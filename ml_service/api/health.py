@@ -42,7 +42,7 @@ def ready():
     databases = runtime.databases.by_name()
     checks = {}
     for i, (name, db) in enumerate(databases.items()):
-        share = deadline.within(deadline.remaining() / (len(databases) - i))
+        share = deadline.share(1 / (len(databases) - i))
         try:
             with db.connection(share) as conn:
                 conn.execute("SELECT 1")

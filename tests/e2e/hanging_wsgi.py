@@ -3,6 +3,7 @@ nothing bounds, to show that such a worker reports unhealthy and is replaced (te
 
 from __future__ import annotations
 
+import os
 import threading
 
 from ml_service.wsgi import app
@@ -15,6 +16,4 @@ def hang():
 
 @app.get("/test/pid")
 def pid():
-    import os
-
     return {"pid": os.getpid()}

@@ -119,13 +119,18 @@ class Traffic:
     def between(self, start: float, end: float) -> list[Answer]:
         return [a for a in list(self.answers) if start <= a.started < end]
 
-    def full_since(self, start: float) -> float | None:
-        """When the answers after `start` became full and stayed so (None: the last one is not)."""
-        answers = self.between(start, float("inf"))
-        bad = [i for i, a in enumerate(answers) if not a.full]
-        if not bad:
-            return start
-        return answers[bad[-1] + 1].started if bad[-1] + 1 < len(answers) else None
+    def full_since(self, start: float) -> float:
+        """When the answers after `start` became full and stayed so (inf: the last one is not)."""
+        return max(start, recovered_at(self.between(start, float("inf"))))
+
+
+def recovered_at(answers: list[Answer]) -> float:
+    """When `answers` (in order) became full and stayed so: the start of the first answer after
+    the last one that was not full; -inf when all are full, inf when the last one is not."""
+    last_bad = max((i for i, a in enumerate(answers) if not a.full), default=None)
+    if last_bad is None:
+        return float("-inf")
+    return answers[last_bad + 1].started if last_bad + 1 < len(answers) else float("inf")
 
 
 @dataclass
@@ -231,16 +236,10 @@ def run_fault(stack: Stack, traffic: Traffic, database: str, fault: Fault) -> Ro
     for answer in answers:
         if answer.request_id in pids:
             by_worker.setdefault(pids[answer.request_id], []).append(answer)
-    recovery = 0.0
-    for worker_answers in by_worker.values():
-        worker_answers.sort(key=lambda a: a.started)
-        last_bad = max((i for i, a in enumerate(worker_answers) if not a.full), default=None)
-        if last_bad is None:
-            continue
-        if last_bad == len(worker_answers) - 1:
-            recovery = float("inf")
-        else:
-            recovery = max(recovery, worker_answers[last_bad + 1].started - healed)
+    recovery = max(
+        (recovered_at(sorted(worker_answers, key=lambda a: a.started)) - healed for worker_answers in by_worker.values()),
+        default=0.0,
+    )
     row = Row(
         database, fault.name, len(answers), max((a.elapsed for a in answers), default=0.0),
         Counter(a.status for a in answers), max(recovery, 0.0), len(by_worker),
