@@ -42,7 +42,7 @@ def main(pgdata: str | None = None) -> None:
     # A temporary server is deleted when this process exits; one in PGDATA is only stopped.
     server = start_embedded(data_dir, cleanup_mode="stop" if pgdata else "delete")
     urls = create_databases(server)
-    apply_schema(urls)
+    apply_schema(urls, sources=True)
     import_movielens(ROOT / "data" / "ml-latest-small", urls, progress=False)
     run_refresh(settings_for(urls), progress=False)
     port, log = free_port(), data_dir.parent / "gunicorn.log"

@@ -171,7 +171,7 @@ def _databases(pgdata: Path):
     server = start_embedded(pgdata.resolve(), cleanup_mode=None)
     _tune_embedded(server, pgdata.resolve())
     urls = create_databases(server)
-    apply_schema(urls)
+    apply_schema(urls, sources=True)
     return urls, server
 
 

@@ -137,7 +137,7 @@ def prepare_databases(pgdata: Path):
     prepare_databases.server = server  # keep the handle: the server stops when it is collected
     marker = pgdata / ".soak-ready"
     if not marker.exists():
-        apply_schema(urls)
+        apply_schema(urls, sources=True)
         import_movielens(ROOT / "data" / "ml-latest-small", urls, progress=False)
         run_refresh(Settings(databases=urls), progress=False)
         marker.touch()

@@ -80,7 +80,7 @@ def schema_template(pg_server: Server) -> str:
     """Prefix of three template databases that hold the schema and no rows."""
     prefix = f"tmpl_{os.getpid()}"
     urls = pg_server.create_urls(prefix)
-    apply_schema(urls)
+    apply_schema(urls, sources=True)
     yield prefix
     pg_server.drop_urls(prefix)
 

@@ -79,7 +79,7 @@ def service_recommendations(
     try:
         urls = databases.recreate()
         print(f"our model: importing the train ratings into fresh databases on {databases.where}")
-        apply_schema(urls)
+        apply_schema(urls, sources=True)
         import_data(movies, split.train, urls, progress)
         settings = _settings(urls)
         run_refresh(settings, progress)

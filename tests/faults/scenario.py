@@ -182,7 +182,7 @@ class Stack:
                 user=urls["user_db"], catalog=urls["catalog_db"],
                 engagement=urls["engagement_db"], model=urls["engagement_db"],
             )
-            apply_schema(self.urls)
+            apply_schema(self.urls, sources=True)
             fill(self.urls)
             run_refresh(Settings(databases=self.urls), progress=False)
             port = free_port()

@@ -41,7 +41,7 @@ def servers(tmp_path_factory):
         user=servers["user"].url, catalog=servers["catalog"].url,
         engagement=servers["engagement"].url, model=servers["engagement"].url,
     )
-    apply_schema(urls)
+    apply_schema(urls, sources=True)
     fill(urls)
     run_refresh(settings_for(urls), progress=False)
     yield servers, urls
