@@ -1,4 +1,9 @@
-"""One JSON error shape for everything that can go wrong: {"error": {"code", "message"}}."""
+"""One JSON error shape for everything that can go wrong: {"error": {"code", "message"}}.
+
+Validation errors add "details": one entry per field path (`limit`, `user_ids[1]`, `_schema`
+for the body as a whole) listing its problems, e.g. {"user_ids[1]": ["not a valid UUID"]},
+and "message" sums them up: "user_ids[1]: not a valid UUID; limit: must be ...".
+"""
 
 from __future__ import annotations
 
@@ -25,6 +30,9 @@ HTTP_ERRORS = {
     429: ("too_many_requests", "rate limit exceeded; retry after the time in Retry-After"),
 }
 DATABASE_RETRY_AFTER = 1
+# Problems spelt out in the message of a validation error; every one is in "details".
+MESSAGE_PROBLEMS = 10
+WHOLE_BODY = "_schema"  # marshmallow's key for problems of the input as a whole
 
 
 def error_response(status: int, code: str, message: str, details: dict | None = None, retry_after: int | None = None):
@@ -44,8 +52,8 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(ValidationError)
     def invalid_request(error: ValidationError):
-        messages = error.messages if isinstance(error.messages, dict) else {"_schema": error.messages}
-        return error_response(400, "invalid_request", _summary(messages), details=messages)
+        details = validation_details(error.messages)
+        return error_response(400, "invalid_request", validation_message(details), details=details)
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
@@ -73,14 +81,50 @@ def register_error_handlers(app: Flask) -> None:
         return error_response(500, "internal_error", "internal error")
 
 
-def _summary(messages: dict) -> str:
-    parts = []
-    for field, problems in messages.items():
-        if isinstance(problems, dict):  # errors of list items or nested fields
-            problems = [f"{key}: {value}" for key, value in problems.items()]
-        text = " ".join(str(p) for p in problems) if isinstance(problems, list) else str(problems)
-        parts.append(text if field == "_schema" else f"{field}: {text}")
-    return "; ".join(parts)
+def validation_details(messages) -> dict[str, list[str]]:
+    """marshmallow's nested error messages flattened to {field path: [problem, ...]}.
+
+    List items are indexed in brackets and nested fields dotted (`user_ids[1]`, `a.b`);
+    each problem is marshmallow's sentence with a lower-case first letter and no final period.
+    """
+    details: dict[str, list[str]] = {}
+
+    def walk(node, path: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if isinstance(key, int):
+                    walk(value, f"{path}[{key}]")
+                elif key == WHOLE_BODY:
+                    walk(value, path)
+                else:
+                    walk(value, f"{path}.{key}" if path else str(key))
+        elif isinstance(node, (list, tuple)):
+            for item in node:
+                walk(item, path)
+        else:
+            details.setdefault(path or WHOLE_BODY, []).append(_sentence(str(node)))
+
+    walk(messages, "")
+    return details
+
+
+def validation_message(details: dict[str, list[str]]) -> str:
+    """One line naming every problem ("user_ids[1]: not a valid UUID; limit: ..."), the first few of many."""
+    problems = [
+        problem if path == WHOLE_BODY else f"{path}: {problem}" for path, found in details.items() for problem in found
+    ]
+    message = "; ".join(problems[:MESSAGE_PROBLEMS])
+    if len(problems) > MESSAGE_PROBLEMS:
+        message += f"; and {len(problems) - MESSAGE_PROBLEMS} more (see details)"
+    return message
+
+
+def _sentence(text: str) -> str:
+    """marshmallow's "Not a valid UUID." as "not a valid UUID" (an acronym such as "UUID is..." keeps its case)."""
+    text = text.strip().removesuffix(".")
+    if text[:1].isupper() and not text[1:2].isupper():
+        text = text[0].lower() + text[1:]
+    return text
 
 
 def _snake(name: str) -> str:

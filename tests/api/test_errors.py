@@ -1,11 +1,16 @@
 """Every bad request gets a JSON error with a 4xx status, and database failures a 503."""
 
+import json
+import re
 import uuid
 
 import pytest
+from marshmallow import Schema, ValidationError, fields
 
 from ml_service.app import create_app
 from ml_service.config import DatabaseUrls
+from ml_service.errors import MESSAGE_PROBLEMS, validation_details, validation_message
+from tests.conftest import ROOT
 from tests.conftest import settings_for
 
 USER = str(uuid.uuid4())
@@ -35,6 +40,95 @@ def test_invalid_parameters_are_400_naming_the_field(client, path, field):
     error = error_of(client.get(path), 400)
     assert error["code"] == "invalid_request" and field in error["details"]
     assert error["message"].startswith(field)
+
+
+def test_a_validation_error_names_each_problem_by_its_path_without_python_reprs(client):
+    body = {"user_ids": [USER, "nope", USER, "1234"], "limit": 0, "colour": "red"}
+    error = error_of(client.post("/api/recommendations/batch", json=body), 400)
+    assert error["code"] == "invalid_request"
+    assert error["details"] == {
+        "user_ids[1]": ["not a valid UUID"],
+        "user_ids[3]": ["not a valid UUID"],
+        "limit": ["must be greater than or equal to 1 and less than or equal to 100"],
+        "colour": ["unknown field"],
+    }
+    assert error["message"] == (
+        "user_ids[1]: not a valid UUID; user_ids[3]: not a valid UUID; "
+        "limit: must be greater than or equal to 1 and less than or equal to 100; colour: unknown field"
+    )
+
+
+def test_the_integration_guide_shows_the_error_the_service_answers(client):
+    guide = (ROOT / "INTEGRATION_GUIDE.md").read_text()
+    section = guide[guide.index("## 3. Errors"):]
+    match = re.search(r"A batch\s+call with `(\{.*?\})` gets:\s+```json\n(.*?)```", section, re.DOTALL)
+    assert match, "INTEGRATION_GUIDE.md section 3 no longer shows a request and its error"
+    response = client.post("/api/recommendations/batch", json=json.loads(match[1]))
+    assert response.status_code == 400
+    assert response.get_json() == json.loads(match[2])
+
+
+@pytest.mark.parametrize(
+    "path, message",
+    [
+        ("/api/recommendations/not-a-uuid", "user_id: not a valid UUID"),
+        (f"/api/recommendations/{USER}?limit=abc&offset=-1", "limit: not a valid integer; offset: must be greater than or equal to 0 and less than or equal to 1000"),
+    ],
+)
+def test_a_parameter_error_reads_as_one_sentence(client, path, message):
+    error = error_of(client.get(path), 400)
+    assert error["message"] == message
+    assert all(isinstance(p, str) and not p.endswith(".") for problems in error["details"].values() for p in problems)
+
+
+def test_a_body_that_is_not_an_object_is_a_problem_of_the_whole_body(client):
+    error = error_of(client.post("/api/recommendations/batch", json=[USER]), 400)
+    assert error["details"] == {"_schema": ["invalid input type"]}
+    assert error["message"] == "invalid input type"
+
+
+def test_a_message_spells_out_the_first_problems_and_counts_the_rest(client):
+    ids = [f"bad-{i}" for i in range(MESSAGE_PROBLEMS + 5)]
+    error = error_of(client.post("/api/recommendations/batch", json={"user_ids": ids}), 400)
+    assert list(error["details"]) == [f"user_ids[{i}]" for i in range(len(ids))]
+    problems = error["message"].split("; ")
+    assert problems[:MESSAGE_PROBLEMS] == [f"user_ids[{i}]: not a valid UUID" for i in range(MESSAGE_PROBLEMS)]
+    assert problems[MESSAGE_PROBLEMS:] == ["and 5 more (see details)"]
+
+
+class _Address(Schema):
+    city = fields.String(required=True)
+    zip = fields.Integer()
+
+
+class _Person(Schema):
+    name = fields.String(required=True)
+    addresses = fields.List(fields.Nested(_Address))
+    home = fields.Nested(_Address)
+
+
+def test_nested_fields_are_dotted_and_list_items_indexed():
+    with pytest.raises(ValidationError) as raised:
+        _Person().load({"addresses": [{"city": "Lyon"}, {"zip": "x"}], "home": {"city": 3}})
+    details = validation_details(raised.value.messages)
+    assert details == {
+        "name": ["missing data for required field"],
+        "addresses[1].city": ["missing data for required field"],
+        "addresses[1].zip": ["not a valid integer"],
+        "home.city": ["not a valid string"],
+    }
+    assert validation_message(details) == (
+        "name: missing data for required field; addresses[1].city: missing data for required field; "
+        "addresses[1].zip: not a valid integer; home.city: not a valid string"
+    )
+
+
+@pytest.mark.parametrize(
+    "sentence, expected",
+    [("Not a valid UUID.", "not a valid UUID"), ("UUID expected.", "UUID expected"), ("already fine", "already fine")],
+)
+def test_sentences_lose_their_capital_and_period_but_not_an_acronym(sentence, expected):
+    assert validation_details({"f": [sentence]}) == {"f": [expected]}
 
 
 @pytest.mark.parametrize(
