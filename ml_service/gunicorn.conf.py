@@ -8,6 +8,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from gunicorn.glogging import Logger
+
 wsgi_app = "ml_service.wsgi:app"
 bind = os.environ.get("BIND", "0.0.0.0:5000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "4"))
@@ -36,11 +38,30 @@ logconfig_dict = {
     "root": {"level": loglevel.upper(), "handlers": ["error_console"]},
     "loggers": {
         "gunicorn.error": {"level": loglevel.upper(), "handlers": ["error_console"], "propagate": False},
-        "gunicorn.access": {"level": "INFO", "handlers": ["error_console"], "propagate": False},
+        # never written (see ServiceLogger), even with another logger class
+        "gunicorn.access": {"level": "CRITICAL", "handlers": [], "propagate": False},
     },
     "handlers": {"console": _json_stderr, "error_console": _json_stderr},
     "formatters": {"json": {"()": "ml_service.request_log.JsonFormatter"}},
 }
+
+
+class ServiceLogger(Logger):
+    """Gunicorn's logger without its access log.
+
+    The service writes one line per request itself (`ml_service.access`, with the request id);
+    Gunicorn's own access line would be a second one, without it. Gunicorn writes that line as
+    soon as an access log file or a logging configuration is set, so it is switched off here,
+    whatever --access-logfile or GUNICORN_CMD_ARGS say (only --logger-class replaces this).
+    """
+
+    access_log_enabled = False  # Gunicorn then skips building the line's fields
+
+    def access(self, resp, req, environ, request_time):
+        pass
+
+
+logger_class = ServiceLogger
 
 # Prometheus multiprocess mode: workers write their samples to files in this directory and
 # /metrics adds them up. It must be in the environment before a worker imports

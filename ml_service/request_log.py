@@ -57,7 +57,8 @@ class RequestLogMiddleware:
     """WSGI middleware: assigns the request id, echoes it, logs one access line per request.
 
     It wraps the whole Flask app, so the line is written for every response, including errors
-    answered before any view or hook runs.
+    answered before any view or hook runs. It is the only line per request: gunicorn.conf.py
+    turns Gunicorn's access log (which has no request id) off.
     """
 
     def __init__(self, app) -> None:

@@ -1,15 +1,37 @@
 """The production Gunicorn configuration, started for real and called over HTTP."""
 
+import contextlib
+import json
+import signal
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
+from ml_service.config import DatabaseUrls
 from services.movielens_import import user_uuid
-from tests.conftest import free_port, serving
+from tests.conftest import free_port, serving, start_gunicorn, wait_for_http
 
 pytestmark = pytest.mark.e2e
+CLOSED = DatabaseUrls(*(["postgresql://nobody@127.0.0.1:1/none"] * 4))  # /health needs no database
+
+
+@contextlib.contextmanager
+def gunicorn_log(tmp_path, **env):
+    """Gunicorn (production config, no database) on a free port, answering /health; yields its base URL
+    and a list that receives the JSON lines of its log (stdout and stderr) once it has stopped."""
+    port, log, lines = free_port(), tmp_path / "gunicorn.log", []
+    process = start_gunicorn(CLOSED, port, log, **env)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/health", process, log)
+        yield f"http://127.0.0.1:{port}", lines
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0, log.read_text()
+    text = log.read_text()
+    assert all(line.startswith("{") for line in text.splitlines()), text  # every line is JSON
+    lines.extend(json.loads(line) for line in text.splitlines())
 
 
 @pytest.fixture(scope="module")
@@ -59,3 +81,22 @@ def test_a_configuration_error_stops_gunicorn_with_a_clear_message(tmp_path):
     )
     assert result.returncode != 0
     assert "missing required environment variable(s): USER_DB_URL" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "cmd_args",
+    ["", "--access-logfile -", "--access-logfile - --access-logformat '%(r)s %(s)s'"],
+    ids=["defaults", "access-logfile", "access-logformat"],
+)
+def test_one_log_line_per_request_carrying_its_request_id(tmp_path, cmd_args):
+    user, request_id = str(uuid.uuid4()), f"trace-{uuid.uuid4().hex}"
+    with gunicorn_log(tmp_path, GUNICORN_WORKERS="1", GUNICORN_CMD_ARGS=cmd_args) as (base, lines):
+        response = requests.get(f"{base}/api/recommendations/{user}?limit=3", headers={"X-Request-ID": request_id}, timeout=10)
+        assert response.headers["X-Request-ID"] == request_id
+    about_it = [line for line in lines if user in json.dumps(line)]
+    assert len(about_it) == 1, about_it
+    [line] = about_it
+    assert line["logger"] == "ml_service.access" and line["request_id"] == request_id
+    assert (line["path"], line["status"]) == (f"/api/recommendations/{user}", response.status_code)
+    assert any(line["logger"] == "gunicorn.error" for line in lines)  # Gunicorn's own lines still come through
+
