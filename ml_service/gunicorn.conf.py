@@ -76,14 +76,28 @@ def on_starting(server):
     from ml_service.config import ConfigError, Settings
 
     try:
-        Settings.from_env()
+        settings = Settings.from_env()
     except ConfigError as error:
         raise SystemExit(f"ml-service: configuration error: {error}") from None
+    warning = rate_limit_warning(settings.rate_limit, settings.rate_limit_storage_url, server.cfg.workers)
+    if warning:
+        server.log.warning(warning)
     # Samples left by a previous run would be added to this run's: start from an empty directory.
     metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     metrics_dir.mkdir(parents=True, exist_ok=True)
     for stale in metrics_dir.glob("*.db"):
         stale.unlink()
+
+
+def rate_limit_warning(rate_limit: str, storage_url: str, workers: int) -> str | None:
+    """What to tell when every worker counts the rate limit on its own (None when they share it)."""
+    if not rate_limit or workers < 2 or (storage_url and not storage_url.startswith("memory://")):
+        return None
+    return (
+        f"RATE_LIMIT={rate_limit} is counted in each worker's memory (RATE_LIMIT_STORAGE_URL is "
+        f"{storage_url or 'not set'}): with {workers} workers a client gets up to {workers}x that limit overall. "
+        "To share one limit between every worker and instance, set RATE_LIMIT_STORAGE_URL=redis://HOST:6379/0"
+    )
 
 
 def child_exit(server, worker):

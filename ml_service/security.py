@@ -5,8 +5,9 @@
 - METRICS_API_KEY set: /metrics needs that key in X-API-Key.
 - RATE_LIMIT set (e.g. "100/second;2000/minute"): flask-limiter counts /api/ requests per
   API key, or per client address without one, and answers 429 with Retry-After. Counters
-  live in each worker's memory, or in Redis when RATE_LIMIT_STORAGE_URL is set (shared by
-  every worker and instance; if Redis fails, the workers fall back to memory).
+  live in each worker's memory (N workers then allow N times the limit: gunicorn.conf.py
+  warns at start), or in Redis when RATE_LIMIT_STORAGE_URL is set (shared by every worker
+  and instance; if Redis fails, the workers fall back to memory).
 - CORS_ORIGINS set: those origins may call /api/ from a browser (GET, POST, X-API-Key).
 - Every response carries headers that keep browsers from sniffing, framing or caching it.
 - JSON nested deeper than the parser's recursion limit is a 400, like any other invalid JSON.

@@ -100,3 +100,33 @@ def test_one_log_line_per_request_carrying_its_request_id(tmp_path, cmd_args):
     assert (line["path"], line["status"]) == (f"/api/recommendations/{user}", response.status_code)
     assert any(line["logger"] == "gunicorn.error" for line in lines)  # Gunicorn's own lines still come through
 
+
+def rate_limit_warnings(lines) -> list[dict]:
+    return [line for line in lines if "RATE_LIMIT=" in line["message"]]
+
+
+def test_a_rate_limit_counted_per_worker_is_warned_about_once(tmp_path):
+    with gunicorn_log(tmp_path, GUNICORN_WORKERS="2", RATE_LIMIT="100/second", RATE_LIMIT_STORAGE_URL="") as (_, lines):
+        pass
+    [warning] = rate_limit_warnings(lines)
+    assert warning["logger"] == "gunicorn.error" and warning["level"] == "WARNING"
+    master = [line["pid"] for line in lines if "Starting gunicorn" in line["message"]]
+    assert [warning["pid"]] == master  # the master, not each worker
+    message = warning["message"]
+    assert "RATE_LIMIT=100/second" in message and "with 2 workers" in message and "2x" in message
+    assert "RATE_LIMIT_STORAGE_URL=redis://" in message
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"GUNICORN_WORKERS": "1", "RATE_LIMIT": "100/second"},
+        {"GUNICORN_WORKERS": "2", "RATE_LIMIT": "100/second", "RATE_LIMIT_STORAGE_URL": "redis://127.0.0.1:1/0"},
+        {"GUNICORN_WORKERS": "2", "RATE_LIMIT": ""},
+    ],
+    ids=["one-worker", "redis", "no-limit"],
+)
+def test_no_rate_limit_warning_when_the_limit_is_shared_or_off(tmp_path, env):
+    with gunicorn_log(tmp_path, **{"RATE_LIMIT_STORAGE_URL": "", **env}) as (_, lines):
+        pass
+    assert lines and rate_limit_warnings(lines) == []
