@@ -114,11 +114,25 @@ public final class MlServiceClient {
         return (String) ((Map<String, Object>) items.get(0)).get("media_id");
     }
 
+    /** A user id as the service writes it (lower-case, with dashes): batch results are keyed by it. */
+    public static String canonicalId(String userId) {
+        return UUID.fromString(userId.trim()).toString(); // throws IllegalArgumentException when not a UUID
+    }
+
     @SuppressWarnings("unchecked")
     public static void main(String[] args) throws Exception {
+        String userId;
+        String otherUserId;
+        try {
+            if (args.length != 3) throw new IllegalArgumentException("three arguments expected");
+            userId = canonicalId(args[1]);
+            otherUserId = canonicalId(args[2]);
+        } catch (IllegalArgumentException badArguments) {
+            System.err.println("usage: java MlServiceClient BASE_URL USER_ID OTHER_USER_ID (user ids are UUIDs, in any case)");
+            System.exit(2);
+            return;
+        }
         MlServiceClient client = new MlServiceClient(args[0]);
-        String userId = args[1];
-        String otherUserId = args[2];
 
         Map<String, Object> page = client.recommendations(userId, 5, 0);
         System.out.println("single " + page.get("user_id") + " count=" + Json.integer(page.get("count"))
@@ -131,8 +145,8 @@ public final class MlServiceClient {
         Map<String, Object> batch = client.batch(List.of(UUID.fromString(userId), UUID.fromString(otherUserId)), 5, 0);
         Map<String, Object> results = (Map<String, Object>) batch.get("results");
         StringBuilder counts = new StringBuilder();
-        for (String id : List.of(userId, otherUserId)) {
-            counts.append(' ').append(id).append(':').append(Json.integer(((Map<String, Object>) results.get(id)).get("count")));
+        for (String id : List.of(userId, otherUserId)) { // results are keyed by canonicalId(user id)
+            counts.append(' ').append(id).append(':').append(Json.integer(((Map<String, Object>) results.get(canonicalId(id))).get("count")));
         }
         System.out.println("batch total_users=" + Json.integer(batch.get("total_users")) + counts);
 

@@ -56,6 +56,13 @@ export class MlServiceClient {
   }
 }
 
+/** A user id as the service writes it (lower-case, with dashes): batch results are keyed by it. */
+export function canonicalId(userId) {
+  const hex = String(userId).trim().toLowerCase().replaceAll("-", "");
+  if (!/^[0-9a-f]{32}$/.test(hex)) throw new TypeError(`not a UUID: ${userId}`);
+  return [hex.slice(0, 8), hex.slice(8, 12), hex.slice(12, 16), hex.slice(16, 20), hex.slice(20)].join("-");
+}
+
 async function main(baseUrl, userId, otherUserId) {
   const client = new MlServiceClient(baseUrl);
 
@@ -65,8 +72,8 @@ async function main(baseUrl, userId, otherUserId) {
   const next = await client.recommendations(userId, { limit: 5, offset: 5 }); // the next page: offset += limit
   console.log(`page offset=${next.offset} count=${next.count} first=${next.recommendations[0].media_id}`);
 
-  const batch = await client.batch([userId, otherUserId], { limit: 5 });
-  const counts = [userId, otherUserId].map((id) => `${id}:${batch.results[id].count}`).join(" ");
+  const batch = await client.batch([userId, otherUserId], { limit: 5 }); // results are keyed by canonicalId(user id)
+  const counts = [userId, otherUserId].map((id) => `${id}:${batch.results[canonicalId(id)].count}`).join(" ");
   console.log(`batch total_users=${batch.total_users} ${counts}`);
 
   try {
@@ -78,5 +85,14 @@ async function main(baseUrl, userId, otherUserId) {
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) { // run, not imported
-  await main(...process.argv.slice(2, 5));
+  const args = process.argv.slice(2);
+  let ids;
+  try {
+    if (args.length !== 3) throw new TypeError("three arguments expected");
+    ids = args.slice(1).map(canonicalId);
+  } catch {
+    console.error("usage: node mlClient.mjs BASE_URL USER_ID OTHER_USER_ID (user ids are UUIDs, in any case)");
+    process.exit(2);
+  }
+  await main(args[0], ...ids);
 }

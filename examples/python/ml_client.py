@@ -62,6 +62,11 @@ class MlServiceClient:
         raise AssertionError("unreachable")
 
 
+def canonical_id(user_id: str) -> str:
+    """A user id as the service writes it (lower-case, with dashes): batch results are keyed by it."""
+    return str(uuid.UUID(user_id))
+
+
 def main(base_url: str, user_id: str, other_user_id: str) -> int:
     client = MlServiceClient(base_url)
 
@@ -71,8 +76,8 @@ def main(base_url: str, user_id: str, other_user_id: str) -> int:
     following = client.recommendations(user_id, limit=5, offset=5)  # the next page: offset += limit
     print(f"page offset={following['offset']} count={following['count']} first={following['recommendations'][0]['media_id']}")
 
-    batch = client.batch([user_id, other_user_id], limit=5)
-    counts = " ".join(f"{uid}:{batch['results'][uid]['count']}" for uid in (user_id, other_user_id))
+    batch = client.batch([user_id, other_user_id], limit=5)  # results are keyed by canonical_id(user id)
+    counts = " ".join(f"{uid}:{batch['results'][canonical_id(uid)]['count']}" for uid in (user_id, other_user_id))
     print(f"batch total_users={batch['total_users']} {counts}")
 
     try:
@@ -82,5 +87,16 @@ def main(base_url: str, user_id: str, other_user_id: str) -> int:
     return 0
 
 
+def cli(argv: list[str]) -> int:
+    """Run main() on BASE_URL USER_ID OTHER_USER_ID; a usage line and exit status 2 otherwise."""
+    try:
+        base_url, user_id, other_user_id = argv
+        user_id, other_user_id = canonical_id(user_id), canonical_id(other_user_id)
+    except ValueError:  # not three arguments, or an id that is not a UUID
+        print("usage: python ml_client.py BASE_URL USER_ID OTHER_USER_ID (user ids are UUIDs, in any case)", file=sys.stderr)
+        return 2
+    return main(base_url, user_id, other_user_id)
+
+
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:4]))
+    sys.exit(cli(sys.argv[1:]))

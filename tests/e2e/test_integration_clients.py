@@ -64,13 +64,18 @@ def expected(base_url) -> str:
     ]) + "\n"
 
 
-def run_client(language: str, url: str, java_classes) -> subprocess.CompletedProcess:
-    commands = {
+def client_command(language: str, java_classes) -> list[str]:
+    """The command that runs the client, without its arguments."""
+    return {
         "python": [sys.executable, str(EXAMPLES / "python" / "ml_client.py")],
         "javascript": [tool("node"), str(EXAMPLES / "javascript" / "mlClient.mjs")],
         "java": [tool("java"), "-cp", str(java_classes), "MlServiceClient"],
-    }
-    return subprocess.run(commands[language] + [url, USER, OTHER], capture_output=True, text=True, timeout=120)
+    }[language]
+
+
+def run_client(language: str, url: str, java_classes, users=(USER, OTHER)) -> subprocess.CompletedProcess:
+    command = client_command(language, java_classes) + [url, *users]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
 class FaultyProxy:
@@ -120,6 +125,28 @@ def test_the_client_prints_what_the_service_answers(language, base_url, java_cla
     result = run_client(language, base_url, java_classes)
     assert result.returncode == 0, result.stderr
     assert result.stdout == expected
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_user_ids_are_accepted_in_any_case(language, base_url, java_classes, expected):
+    assert USER.upper() != USER
+    result = run_client(language, base_url, java_classes, users=(USER.upper(), OTHER.upper()))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == expected  # the batch answer is found under the canonical (lower-case) ids
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize(
+    "args",
+    [[], ["http://127.0.0.1:9"], ["http://127.0.0.1:9", USER, "not-a-uuid"], ["http://127.0.0.1:9", USER, OTHER, USER]],
+    ids=["none", "one", "bad-id", "four"],
+)
+def test_without_its_three_arguments_the_client_prints_its_usage_and_exits_2(language, args, java_classes):
+    result = subprocess.run(client_command(language, java_classes) + args, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()  # a usage line, no stack trace
+    assert line.startswith("usage: ") and "BASE_URL USER_ID OTHER_USER_ID" in line
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
