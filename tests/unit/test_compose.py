@@ -5,6 +5,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from psycopg.conninfo import conninfo_to_dict
 
 from database.schema import SCHEMA_FILES
 from ml_service.config import SETTING_NAMES, Settings
@@ -61,8 +62,36 @@ def test_database_urls_point_at_the_databases_the_init_script_creates(compose):
     for part, name in DATABASES.items():
         url = urlsplit(env[f"{part.upper()}_DB_URL"])
         assert (url.hostname, url.port, url.path.lstrip("/")) == ("postgres", 5432, name)
-        assert (url.username, url.password) == (postgres["environment"]["POSTGRES_USER"], postgres["environment"]["POSTGRES_PASSWORD"])
     assert postgres["image"] == "postgres:16"
+
+
+@pytest.mark.parametrize("service", ["ml-service", "movielens", "refresh", "refresh-scheduler"])
+def test_credentials_reach_libpq_as_pguser_and_pgpassword_never_inside_a_url(compose, service):
+    env = service_env(compose["services"][service])
+    postgres = compose["services"]["postgres"]["environment"]
+    # libpq's defaults for what a URL leaves out (tests/db/test_database_password_from_environment.py)
+    assert (env["PGUSER"], env["PGPASSWORD"]) == (postgres["POSTGRES_USER"], postgres["POSTGRES_PASSWORD"])
+    for name in ("USER_DB_URL", "CATALOG_DB_URL", "ENGAGEMENT_DB_URL", "MODEL_DB_URL"):
+        url = urlsplit(env[name])
+        assert (url.username, url.password) == (None, None), f"{service}: {name} carries credentials"
+        assert not {"user", "password"} & set(conninfo_to_dict(env[name])), env[name]
+
+
+PASSWORD = "p@ss:w/rd#1%2F?x=y&"  # everything a URL gives a meaning to
+
+
+def test_a_password_with_url_characters_is_passed_intact():
+    raw = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    compose = interpolate(raw, {"POSTGRES_USER": "ml:admin@x", "POSTGRES_PASSWORD": PASSWORD})
+    postgres = compose["services"]["postgres"]["environment"]
+    assert (postgres["POSTGRES_USER"], postgres["POSTGRES_PASSWORD"]) == ("ml:admin@x", PASSWORD)
+    for service in ("ml-service", "movielens", "refresh", "refresh-scheduler"):
+        env = service_env(compose["services"][service])
+        assert (env["PGUSER"], env["PGPASSWORD"]) == ("ml:admin@x", PASSWORD)
+        settings = Settings.from_env({k: str(v) for k, v in env.items()})
+        for url in (settings.databases.user, settings.databases.catalog, settings.databases.engagement):
+            assert PASSWORD not in url and "admin" not in url
+            assert conninfo_to_dict(url)["host"] == "postgres"
 
 
 def test_every_schema_file_is_mounted_and_applied_to_its_database(compose):
