@@ -139,7 +139,15 @@ def assert_denied(url: str, statement: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def contract():
+def runtime_dir(tmp_path_factory):
+    """pgserver's runtime directory (its lock file) where it outlives every Cluster: under pytest's root."""
+    from database.embedded import ensure_runtime_dir
+
+    ensure_runtime_dir(tmp_path_factory.mktemp("least_privilege"))
+
+
+@pytest.fixture(scope="module")
+def contract(runtime_dir):
     """The README's roles on the hardened cluster, the train split loaded; init-db and refresh run as ml_refresh."""
     from services.evaluation.split import temporal_split
     from services.movielens_import import import_data, read_movies, read_ratings
@@ -330,7 +338,7 @@ def test_the_roles_hold_exactly_the_privileges_the_readme_lists(contract):
     } | {("table", f"ml.{t}", p) for t, _ in ml_tables for p in TABLE_PRIVILEGES}  # the owner's
 
 
-def test_a_schema_ml_created_by_an_administrator_is_handed_over():
+def test_a_schema_ml_created_by_an_administrator_is_handed_over(runtime_dir):
     """An existing deployment: init-db and refresh ran as an administrator; then the README's two blocks."""
     from ml_service.app import build_runtime
     from tests.resilience.dataset import DRAMA_2, USER, fill
