@@ -21,6 +21,7 @@ COPY --from=build /opt/venv /opt/venv
 COPY ml_service/ ml_service/
 COPY database/ database/
 COPY services/ services/
+COPY settings.py settings.py
 USER 10001:10001
 EXPOSE 5000
 # Python's urllib instead of curl, which the slim image does not have.

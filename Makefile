@@ -18,8 +18,10 @@ setup: $(STAMP)
 test-tools:
 	@scripts/install-test-tools.sh
 
+# make demo PORT=5050 serves on another port; DEMO_ARGS passes more options (python -m ml_service demo --help).
+PORT ?= 5000
 demo: setup
-	$(BIN)/python -m ml_service demo
+	$(BIN)/python -m ml_service demo --port $(PORT) $(DEMO_ARGS)
 
 # pytest numbers its temporary directories per user and deletes all but the newest three, so
 # two runs at once (other checkouts on the same machine) would delete each other's PostgreSQL

@@ -19,14 +19,19 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from database.records import History, ModelData, ModelInfo  # noqa: E402
-from ml_service.config import Settings  # noqa: E402
 from services import refresh as refresh_job  # noqa: E402
 from services import scoring  # noqa: E402
 from services.evaluation import baselines, metrics  # noqa: E402
 from services.evaluation.split import temporal_split  # noqa: E402
 from services.movielens_import import (  # noqa: E402
-    DISLIKE_AT_MOST, UNIX_TO_POSTGRES_EPOCH, media_uuid, preferred_genres, read_movies, read_ratings,
+    DISLIKE_AT_MOST,
+    UNIX_TO_POSTGRES_EPOCH,
+    media_uuid,
+    preferred_genres,
+    read_movies,
+    read_ratings,
 )
+from settings import Settings  # noqa: E402
 
 
 def build_model(movies, train, settings: Settings):

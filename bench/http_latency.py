@@ -24,7 +24,7 @@ import requests  # noqa: E402
 
 from database.embedded import create_databases, start_embedded  # noqa: E402
 from database.schema import apply_schema  # noqa: E402
-from ml_service.__main__ import run_refresh  # noqa: E402
+from ml_service.jobs import run_refresh  # noqa: E402
 from services.movielens_import import import_movielens, user_uuid  # noqa: E402
 from tests.conftest import free_port, settings_for, start_gunicorn, wait_for_http  # noqa: E402
 

@@ -17,9 +17,9 @@ from uuid import UUID
 import psycopg
 
 from ml_service.app import create_app
-from ml_service.config import Settings
 from services import scoring
 from services.recommendation_service import DELETED_SLACK
+from settings import Settings
 
 
 def main(argv: list[str] | None = None) -> int:

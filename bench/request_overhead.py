@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import ml_service.app as app_module  # noqa: E402
-from ml_service.config import DatabaseUrls, Settings  # noqa: E402
+from settings import DatabaseUrls, Settings  # noqa: E402
 
 # /health touches no database; the pools try this closed port in the background and give up.
 URL = "postgresql://bench@127.0.0.1:1/none"

@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _databases(pgdata: Path):
-    from ml_service.config import Settings
+    from settings import Settings
 
     if os.environ.get("USER_DB_URL"):
         return Settings.from_env().databases, None
@@ -217,8 +217,8 @@ def _env(urls) -> dict[str, str]:
 
 
 def _ensure_data(urls, args) -> None:
-    from ml_service.__main__ import run_refresh
-    from ml_service.config import Settings
+    from ml_service.jobs import run_refresh
+    from settings import Settings
 
     with psycopg.connect(urls.engagement) as conn:
         empty = conn.execute("SELECT NOT EXISTS (SELECT FROM interaction)").fetchone()[0]
@@ -234,7 +234,7 @@ def _ensure_data(urls, args) -> None:
     with psycopg.connect(urls.model) as conn:
         published = conn.execute("SELECT EXISTS (SELECT FROM ml.model_builds)").fetchone()[0]
     if empty or not published:
-        run_refresh(Settings(databases=urls))
+        run_refresh(Settings(databases=urls), progress=True)
 
 
 def _data_size(urls) -> dict:

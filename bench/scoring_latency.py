@@ -17,9 +17,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from eval_quick import build_model, histories  # noqa: E402
-from ml_service.config import Settings  # noqa: E402
+
 from services import scoring  # noqa: E402
 from services.movielens_import import preferred_genres, read_movies, read_ratings  # noqa: E402
+from settings import Settings  # noqa: E402
 
 
 def main() -> None:

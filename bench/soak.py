@@ -127,9 +127,9 @@ def prepare_databases(pgdata: Path):
     sys.path.insert(0, str(ROOT))
     from database.embedded import create_databases, start_embedded
     from database.schema import apply_schema
-    from ml_service.__main__ import run_refresh
-    from ml_service.config import Settings
+    from ml_service.jobs import run_refresh
     from services.movielens_import import import_movielens
+    from settings import Settings
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     server = start_embedded(pgdata.resolve(), cleanup_mode="stop")
@@ -146,9 +146,9 @@ def prepare_databases(pgdata: Path):
 
 def load_movielens(stack, master_pid: int, timeout: float = 120.0) -> None:
     """MovieLens into the running stack's databases, refreshed; returns once every worker serves that model."""
-    from ml_service.__main__ import run_refresh
-    from ml_service.config import Settings
+    from ml_service.jobs import run_refresh
     from services.movielens_import import import_movielens
+    from settings import Settings
 
     import_movielens(ROOT / "data" / "ml-latest-small", stack.urls, progress=False)
     version = run_refresh(Settings(databases=stack.urls), progress=False)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import psycopg
 
-from ml_service.config import DatabaseUrls
+from settings import DatabaseUrls
 
 DATABASES = {"user": "user_db", "catalog": "catalog_db", "engagement": "engagement_db"}
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Sequence
+from typing import Iterator, Sequence
 from uuid import UUID
 
 import numpy as np
@@ -17,11 +19,14 @@ from database.deadline import Deadline
 from database.pools import Database
 from database.records import ModelData, ModelInfo
 
-# Readers and the publisher lock the model tables in this order, so a reader sees either the
-# whole old model or the whole new one, and the two never deadlock.
-MODEL_TABLES = "ml.model_builds, ml.model_media, ml.media_neighbours"
-# Key of the advisory lock that keeps two refresh jobs from building at the same time.
+log = logging.getLogger(__name__)
+
+# Key of the advisory lock a refresh (or a rollback) holds from its start to its end, so that
+# two never build or publish at the same time.
 REFRESH_LOCK_KEY = 0x6D6C5F72  # "ml_r"
+# Seconds a publish waits to drop an old model's tables while a worker is still loading it;
+# it leaves them for the next publish rather than wait longer.
+PRUNE_LOCK_TIMEOUT = "5s"
 
 # Statement timeout (ms) for loading a model into a worker.
 LOAD_TIMEOUT_MS = 120_000
@@ -63,7 +68,11 @@ def neighbour_order(
 
 
 class RefreshInProgress(RuntimeError):
-    """Another refresh holds the refresh lock."""
+    """Another refresh or rollback holds the refresh lock; the message says which session."""
+
+
+class NoSuchModel(ValueError):
+    """A rollback named a version that is not kept (or there is no earlier one)."""
 
 
 @dataclass(frozen=True)
@@ -82,59 +91,78 @@ class NewModel:
     build_seconds: float
 
 
+INFO_COLUMNS = (
+    "version, built_at, interactions_count, users_count, media_count, neighbours_count, newest_interaction, "
+    "build_seconds"
+)
+
+
+def media_table(version: int) -> sql.Identifier:
+    """The table holding the media of model `version`."""
+    return sql.Identifier("ml", f"model_media_{version}")
+
+
+def neighbours_table(version: int) -> sql.Identifier:
+    """The table holding the neighbours of model `version`."""
+    return sql.Identifier("ml", f"media_neighbours_{version}")
+
+
 class ModelRepository:
-    """Reads and writes the tables in schema `ml`."""
+    """Reads and writes the tables in schema `ml` (see database/schema/model.sql)."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def current_version(self, deadline: Deadline | None = None) -> int | None:
-        """The version of the published model, None when there is none (or no schema yet)."""
+    def serving_version(self, deadline: Deadline | None = None) -> int | None:
+        """The version the workers should serve, None when none is published (or no schema yet)."""
         with self._db.connection(deadline) as conn:
             try:
-                return conn.execute("SELECT max(version) FROM ml.model_builds").fetchone()[0]
+                row = conn.execute("SELECT version FROM ml.serving").fetchone()
             except psycopg.errors.UndefinedTable:
                 return None
+        return None if row is None else row[0]
+
+    def builds(self) -> tuple[list[ModelInfo], int | None]:
+        """Every kept model, newest first, and the serving version (None: none published)."""
+        with self._db.connection() as conn:
+            return _builds(conn)
 
     def load(self, deadline: Deadline | None = None) -> ModelData | None:
-        """The published model as arrays, read consistently; None when none is published."""
+        """The serving model as arrays; None when none is published."""
         with self._db.connection(deadline) as conn, conn.transaction():
             # Loading runs in the background, off the request path: the request statement
             # timeout does not apply (at 25M interactions the neighbours are ~3M rows).
             conn.execute(f"SET LOCAL statement_timeout = {LOAD_TIMEOUT_MS}")
             try:
-                conn.execute(f"LOCK TABLE {MODEL_TABLES} IN ACCESS SHARE MODE")
+                row = conn.execute(
+                    f"SELECT {INFO_COLUMNS} FROM ml.model_builds JOIN ml.serving USING (version)"
+                ).fetchone()
             except psycopg.errors.UndefinedTable:
                 return None
-            row = conn.execute(
-                """
-                SELECT version, built_at, interactions_count, users_count, media_count,
-                       neighbours_count, newest_interaction, build_seconds
-                  FROM ml.model_builds
-              ORDER BY version DESC
-                 LIMIT 1
-                """
-            ).fetchone()
             if row is None:
                 return None
             info = ModelInfo(*row)
+            media_t, neighbours_t = media_table(info.version), neighbours_table(info.version)
+            # A version's tables never change; the lock keeps a publish from dropping them
+            # (an old model that is pruned) while they are read.
+            conn.execute(sql.SQL("LOCK TABLE {}, {} IN ACCESS SHARE MODE").format(media_t, neighbours_t))
             media = binary_copy.read_all(
                 conn,
-                "SELECT media_id, popularity FROM ml.model_media ORDER BY idx",
+                sql.SQL("SELECT media_id, popularity FROM {} ORDER BY idx").format(media_t),
                 [("media_id", "uuid"), ("popularity", "float4")],
             )
             genre_rows = conn.execute(
-                """
-                SELECT genre, array_agg(idx ORDER BY idx)
-                  FROM ml.model_media, unnest(genres) AS genre
-              GROUP BY genre
-              ORDER BY genre
-                """
+                sql.SQL(
+                    "SELECT genre, array_agg(idx ORDER BY idx) FROM {}, unnest(genres) AS genre"
+                    " GROUP BY genre ORDER BY genre"
+                ).format(media_t)
             ).fetchall()
             # Sorted here rather than by the server: a sort of millions of rows would spill to
             # disk under a default work_mem, numpy's takes a fraction of a second.
             neighbours = binary_copy.read_all(
-                conn, "SELECT media_idx, neighbour_idx, similarity FROM ml.media_neighbours", NEIGHBOUR_COLUMNS
+                conn,
+                sql.SQL("SELECT media_idx, neighbour_idx, similarity FROM {}").format(neighbours_t),
+                NEIGHBOUR_COLUMNS,
             )
         media_idx, neighbour_idx, similarity = neighbour_order(
             neighbours["media_idx"].astype(np.int32),
@@ -159,36 +187,114 @@ class ModelRepository:
         release_free_memory()
         return model
 
-    def publish(self, model: NewModel) -> int:
-        """Write `model` beside the published one, then swap it in in one transaction.
+    @contextlib.contextmanager
+    def refresh_lock(self, holder: str = "") -> Iterator[ModelWriter]:
+        """Hold the refresh lock for the body, on one connection that also writes the model.
 
-        Returns the new version. Raises RefreshInProgress when another refresh is publishing.
+        Raises RefreshInProgress at once when another session holds it, naming that session
+        (its application_name, client and since when). The lock goes with the connection, so
+        a job that dies or loses its connection releases it.
         """
         with self._db.connection() as conn:
             if not conn.execute("SELECT pg_try_advisory_lock(%s)", (REFRESH_LOCK_KEY,)).fetchone()[0]:
-                raise RefreshInProgress("another refresh is running against this model database")
+                raise RefreshInProgress(f"another refresh or rollback is running: {_lock_holder(conn)}")
             try:
-                self._write_next_tables(conn, model)
-                return self._swap_in(conn, model)
+                yield ModelWriter(conn)
             finally:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (REFRESH_LOCK_KEY,))
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (REFRESH_LOCK_KEY,))
 
-    def _write_next_tables(self, conn: psycopg.Connection, model: NewModel) -> None:
+
+class ModelWriter:
+    """Publishing and rollback, on the connection that holds the refresh lock."""
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self._conn = conn
+
+    def serving(self) -> ModelInfo | None:
+        """The serving model's build record, None when none is published."""
+        row = self._conn.execute(
+            f"SELECT {INFO_COLUMNS} FROM ml.model_builds JOIN ml.serving USING (version)"
+        ).fetchone()
+        return None if row is None else ModelInfo(*row)
+
+    def builds(self) -> tuple[list[ModelInfo], int | None]:
+        """Every kept model, newest first, and the serving version."""
+        return _builds(self._conn)
+
+    def publish(self, model: NewModel, keep: int) -> int:
+        """Write `model` as a new version, make it the serving one, drop all but the last `keep`.
+
+        The workers switch when they see ml.serving change (one UPDATE, so each loads either the
+        old model or the whole new one). Returns the new version.
+        """
+        conn = self._conn
+        version = conn.execute("SELECT coalesce(max(version), 0) + 1 FROM ml.model_builds").fetchone()[0]
+        self._write_tables(version, model)
         with conn.transaction():
-            conn.execute("DROP TABLE IF EXISTS ml.model_media_next, ml.media_neighbours_next")
             conn.execute(
-                """
-                CREATE TABLE ml.model_media_next (
-                    idx int NOT NULL, media_id uuid NOT NULL, popularity real NOT NULL, genres text[] NOT NULL
-                )
-                """
+                f"INSERT INTO ml.model_builds ({INFO_COLUMNS.replace('built_at, ', '')})"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (
+                    version,
+                    model.interactions_count,
+                    model.users_count,
+                    len(model.media_ids),
+                    len(model.neighbour_idx),
+                    model.newest_interaction,
+                    model.build_seconds,
+                ),
+            )
+            self._serve(version)
+        self._prune(keep)
+        return version
+
+    def rollback(self, version: int | None = None) -> tuple[int, int]:
+        """Serve the kept model `version` (default: the newest one older than the serving one).
+
+        Returns (previous serving version, new serving version). NoSuchModel when there is no
+        such kept model.
+        """
+        builds, serving = self.builds()
+        if serving is None:
+            raise NoSuchModel("no model is published yet")
+        kept = [info.version for info in builds]
+        if version is None:
+            earlier = [v for v in kept if v < serving]
+            if not earlier:
+                raise NoSuchModel(f"no model older than the serving version {serving} is kept")
+            version = earlier[0]
+        elif version not in kept:
+            raise NoSuchModel(f"version {version} is not kept (kept: {', '.join(map(str, kept))})")
+        self._serve(version)
+        return serving, version
+
+    def _serve(self, version: int) -> None:
+        self._conn.execute(
+            "INSERT INTO ml.serving (version) VALUES (%s)"
+            " ON CONFLICT (single) DO UPDATE SET version = excluded.version, since = now()",
+            (version,),
+        )
+
+    def _write_tables(self, version: int, model: NewModel) -> None:
+        conn = self._conn
+        media_t, neighbours_t = media_table(version), neighbours_table(version)
+        with conn.transaction():
+            # Left by a publish that failed before it recorded the version.
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}, {}").format(media_t, neighbours_t))
+            conn.execute(
+                sql.SQL(
+                    "CREATE TABLE {} (idx int NOT NULL, media_id uuid NOT NULL, popularity real NOT NULL,"
+                    " genres text[] NOT NULL)"
+                ).format(media_t)
             )
             conn.execute(
-                "CREATE TABLE ml.media_neighbours_next"
-                " (media_idx int NOT NULL, neighbour_idx int NOT NULL, similarity real NOT NULL)"
+                sql.SQL(
+                    "CREATE TABLE {} (media_idx int NOT NULL, neighbour_idx int NOT NULL, similarity real NOT NULL)"
+                ).format(neighbours_t)
             )
             with conn.cursor() as cur, cur.copy(
-                "COPY ml.model_media_next (idx, media_id, popularity, genres) FROM STDIN"
+                sql.SQL("COPY {} (idx, media_id, popularity, genres) FROM STDIN").format(media_t)
             ) as copy:
                 for idx, (raw_id, popularity, genres) in enumerate(
                     zip(model.media_ids.tolist(), model.popularity.tolist(), model.media_genres)
@@ -197,46 +303,56 @@ class ModelRepository:
             # Written in the order readers want, so that loading finds them sorted.
             binary_copy.write_rows(
                 conn,
-                sql.SQL("ml.media_neighbours_next"),
+                neighbours_t,
                 NEIGHBOUR_COLUMNS,
                 neighbour_order(model.neighbour_media, model.neighbour_idx, model.neighbour_similarity),
             )
-            conn.execute("ALTER TABLE ml.model_media_next ADD CONSTRAINT model_media_next_pkey PRIMARY KEY (idx)")
-            conn.execute("ALTER TABLE ml.model_media_next ADD CONSTRAINT model_media_next_media_id_key UNIQUE (media_id)")
-            conn.execute(
-                "ALTER TABLE ml.media_neighbours_next"
-                " ADD CONSTRAINT media_neighbours_next_pkey PRIMARY KEY (media_idx, neighbour_idx)"
-            )
-        conn.execute("ANALYZE ml.model_media_next, ml.media_neighbours_next")
+            conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (idx), ADD UNIQUE (media_id)").format(media_t))
+            conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (media_idx, neighbour_idx)").format(neighbours_t))
 
-    def _swap_in(self, conn: psycopg.Connection, model: NewModel) -> int:
-        with conn.transaction():
-            conn.execute("SET LOCAL lock_timeout = '30s'")
-            conn.execute(f"LOCK TABLE {MODEL_TABLES} IN ACCESS EXCLUSIVE MODE")
-            conn.execute("DROP TABLE ml.model_media, ml.media_neighbours")
-            for table, constraints in (
-                ("model_media", ("pkey", "media_id_key")),
-                ("media_neighbours", ("pkey",)),
-            ):
-                conn.execute(f"ALTER TABLE ml.{table}_next RENAME TO {table}")
-                for suffix in constraints:
-                    conn.execute(f"ALTER INDEX ml.{table}_next_{suffix} RENAME TO {table}_{suffix}")
-            version = conn.execute(
-                """
-                INSERT INTO ml.model_builds (version, interactions_count, users_count, media_count,
-                                             neighbours_count, newest_interaction, build_seconds)
-                SELECT coalesce(max(version), 0) + 1, %s, %s, %s, %s, %s, %s
-                  FROM ml.model_builds
-             RETURNING version
-                """,
-                (
-                    model.interactions_count,
-                    model.users_count,
-                    len(model.media_ids),
-                    len(model.neighbour_idx),
-                    model.newest_interaction,
-                    model.build_seconds,
-                ),
-            ).fetchone()[0]
-        return version
+    def _prune(self, keep: int) -> None:
+        """Drop the models beyond the newest `keep` (never the serving one)."""
+        conn = self._conn
+        old = conn.execute(
+            "SELECT version FROM ml.model_builds WHERE version NOT IN (SELECT version FROM ml.serving)"
+            " ORDER BY version DESC OFFSET %s",
+            (max(keep - 1, 0),),
+        ).fetchall()
+        for (version,) in old:
+            try:
+                with conn.transaction():
+                    conn.execute(f"SET LOCAL lock_timeout = '{PRUNE_LOCK_TIMEOUT}'")
+                    conn.execute(
+                        sql.SQL("DROP TABLE IF EXISTS {}, {}").format(media_table(version), neighbours_table(version))
+                    )
+                    conn.execute("DELETE FROM ml.model_builds WHERE version = %s", (version,))
+            except psycopg.errors.LockNotAvailable:
+                log.warning("model %s is being loaded by a worker; it is dropped by a later publish", version)
 
+
+def _builds(conn: psycopg.Connection) -> tuple[list[ModelInfo], int | None]:
+    try:
+        rows = conn.execute(f"SELECT {INFO_COLUMNS} FROM ml.model_builds ORDER BY version DESC").fetchall()
+        serving = conn.execute("SELECT version FROM ml.serving").fetchone()
+    except psycopg.errors.UndefinedTable:
+        return [], None
+    return [ModelInfo(*row) for row in rows], None if serving is None else serving[0]
+
+
+def _lock_holder(conn: psycopg.Connection) -> str:
+    """Who holds the refresh lock, as well as pg_stat_activity tells this role."""
+    row = conn.execute(
+        """
+        SELECT a.application_name, a.client_addr, a.pid, a.backend_start
+          FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+         WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid::bigint = %s
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+        """,
+        (REFRESH_LOCK_KEY,),
+    ).fetchone()
+    if row is None:
+        return "a session that has just ended"
+    name, client, pid, since = row
+    client = f" from {client}" if client else ""
+    started = f", connected since {since:%Y-%m-%d %H:%M:%S %Z}" if since else ""
+    return f"'{name or 'unnamed'}'{client} (server pid {pid}{started})"

@@ -34,7 +34,7 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from database.deadline import WATCHDOG, Deadline
-from ml_service.config import Settings
+from settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -305,18 +305,20 @@ def open_databases(
     connection_class: type[psycopg.Connection] = psycopg.Connection,
     statement_timeout_ms: int | None = None,
     pool_timeout: float = 30.0,
+    application_name: str = "ml-service",
 ) -> Databases:
     """Open a pool per database without waiting for them, so a worker starts even when one is down.
 
     The server-side statement timeout defaults to the request deadline (the server gives up on
-    a query nobody waits for any more); offline jobs pass 0 (none) and a long `pool_timeout`.
+    a query nobody waits for any more); offline jobs pass 0 (none), a longer `pool_timeout` and
+    their own `application_name` (ml_service/jobs.py).
     """
     urls = settings.databases
     if statement_timeout_ms is None:
         statement_timeout_ms = settings.request_deadline_ms
     options = {
         "autocommit": True,
-        "application_name": "ml-service",
+        "application_name": application_name,
         "connect_timeout": CONNECT_TIMEOUT,
         "options": f"-c statement_timeout={statement_timeout_ms}",
         **TCP_SETTINGS,

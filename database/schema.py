@@ -13,7 +13,8 @@ from pathlib import Path
 
 import psycopg
 
-from ml_service.config import DatabaseUrls
+from database.pools import CONNECT_TIMEOUT, TCP_SETTINGS
+from settings import DatabaseUrls
 
 SCHEMA_DIR = Path(__file__).parent / "schema"
 
@@ -46,7 +47,7 @@ def apply_schema(urls: DatabaseUrls, sources: bool = False) -> list[str]:
         filename = SCHEMA_FILES[database]
         url = getattr(urls, database)
         try:
-            with psycopg.connect(url, autocommit=True) as conn:
+            with psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT, **TCP_SETTINGS) as conn:
                 conn.execute((SCHEMA_DIR / filename).read_text())
         except psycopg.Error as error:
             where = psycopg.conninfo.conninfo_to_dict(url).get("dbname") or database

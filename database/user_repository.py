@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Sequence
 from uuid import UUID
 
-
 from database.deadline import Deadline
 from database.pools import Database
 from database.records import UserProfile

@@ -1,118 +1,257 @@
-"""Command line: python -m ml_service {init-db, import-movielens, generate-synthetic, refresh, demo, evaluate}."""
+"""The command line: `python -m ml_service COMMAND` (`--help` on any of them).
+
+One function per command; the work itself is in ml_service/jobs.py (and the demo in
+ml_service/demo.py). A failure is one line on stderr, never a traceback: exit code 2 when the
+command line or the configuration is wrong, 1 when the run failed.
+"""
 
 from __future__ import annotations
 
-import argparse
 import logging
+import os
 import sys
+from datetime import timezone
 from pathlib import Path
 
-from ml_service.config import ConfigError, Settings
+import click
+import psycopg
+
+from ml_service import SERVICE_NAME, __version__
+from settings import ConfigError, Settings, logging_options
+
+log = logging.getLogger("ml_service.cli")
+
+DEFAULT_MOVIELENS = Path("data/ml-latest-small")
+
+
+class Failed(click.ClickException):
+    """The run failed (exit code 1); the message is the whole story."""
+
+    exit_code = 1
+
+
+class Misconfigured(click.ClickException):
+    """The configuration or the command line is wrong (exit code 2)."""
+
+    exit_code = 2
+
+
+def settings() -> Settings:
+    """Settings from the environment; Misconfigured naming what is wrong."""
+    try:
+        return Settings.from_env()
+    except ConfigError as error:
+        raise Misconfigured(f"configuration error: {error}") from None
+
+
+def show_progress() -> bool:
+    """Progress bars on a terminal only, and not when logs are JSON for a machine to read."""
+    return sys.stderr.isatty() and os.environ.get("LOG_FORMAT", "text") != "json"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name=SERVICE_NAME)
+def cli() -> None:
+    """ml-service: hybrid media recommendations. The commands read the database URLs
+    (USER_DB_URL, CATALOG_DB_URL, ENGAGEMENT_DB_URL, MODEL_DB_URL) and settings from the
+    environment; see README "Configuration"."""
+
+
+@cli.command("init-db")
+@click.option(
+    "--sources",
+    is_flag=True,
+    help="Also create the source tables (user_db, catalog_db, engagement_db) that are missing: "
+    "for development and demos; production source databases belong to their own services.",
+)
+def init_db(sources: bool) -> None:
+    """Create the model schema `ml` (idempotent); needs only the rights of README "Source database contract"."""
+    from database.schema import SchemaError
+    from ml_service.jobs import init_db as run_init
+
+    try:
+        applied = run_init(settings().databases, sources=sources)
+    except SchemaError as error:
+        raise Failed(str(error)) from None
+    for filename in applied:
+        click.echo(f"applied {filename}")
+
+
+@cli.command("import-movielens")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def import_movielens(directory: Path) -> None:
+    """Load a MovieLens directory (ratings.csv, movies.csv) into the source databases."""
+    from services.movielens_import import import_movielens as run_import
+
+    try:
+        summary = run_import(directory, settings().databases, progress=show_progress())
+    except FileNotFoundError as error:
+        missing = Path(error.filename).name
+        raise Misconfigured(f"{directory} is not a MovieLens directory: {missing} is missing") from None
+    click.echo(f"imported {summary.media} media, {summary.users} users, {summary.interactions} interactions")
+
+
+@cli.command("generate-synthetic")
+@click.option("--users", type=click.IntRange(1), default=162_000, show_default=True)
+@click.option("--media", type=click.IntRange(1), default=59_000, show_default=True)
+@click.option("--interactions", type=click.IntRange(1), default=25_000_000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--replace", is_flag=True, help="Empty the source tables first instead of refusing.")
+def generate_synthetic(users: int, media: int, interactions: int, seed: int, replace: bool) -> None:
+    """Write a synthetic data set of production size (MovieLens-25M by default) into empty databases."""
+    from services.synthetic import generate_synthetic as generate
+
+    try:
+        summary = generate(
+            settings().databases, users, media, interactions, seed, replace=replace, progress=show_progress()
+        )
+    except ValueError as error:
+        raise Misconfigured(str(error)) from None
+    click.echo(
+        f"generated {summary.media} media, {summary.users} users, {summary.interactions} interactions "
+        f"({summary.pairs} user-media pairs)"
+    )
+
+
+@cli.command()
+@click.option(
+    "--force", is_flag=True, help="Publish even a model with no media, or one that shrank more than MODEL_MAX_SHRINK."
+)
+def refresh(force: bool) -> None:
+    """Rebuild the neighbours and popularity and publish them as a new model version."""
+    from ml_service.jobs import run_refresh
+    from services.refresh import RefreshFailed
+
+    try:
+        version = run_refresh(settings(), progress=show_progress(), force=force)
+    except RefreshFailed as error:
+        raise Failed(str(error)) from None
+    click.echo(f"published model version {version}")
+
+
+@cli.command()
+def models() -> None:
+    """List the kept models (newest first) and which one serves."""
+    from ml_service.jobs import model_history
+
+    builds, serving = model_history(settings())
+    if not builds:
+        click.echo("no model is published yet (run: python -m ml_service refresh)")
+        return
+    click.echo(f"{'':2}{'version':>7}  {'built at (UTC)':19}  {'media':>8}  {'users':>9}  {'interactions':>12}  build")
+    for info in builds:
+        click.echo(
+            f"{'*' if info.version == serving else '':2}{info.version:>7}  "
+            f"{info.built_at.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S}  {info.media_count:>8,}  "
+            f"{info.users_count:>9,}  {info.interactions_count:>12,}  {info.build_seconds:>6.1f}s"
+        )
+    click.echo("* serving (workers switch within MODEL_RELOAD_INTERVAL)")
+
+
+@cli.command()
+@click.argument("version", type=int, required=False)
+def rollback(version: int | None) -> None:
+    """Serve an earlier kept model: VERSION, or by default the one before the serving one."""
+    from database.model_repository import NoSuchModel, RefreshInProgress
+    from ml_service.jobs import rollback as run_rollback
+
+    try:
+        previous, serving = run_rollback(settings(), version)
+    except (NoSuchModel, RefreshInProgress) as error:
+        raise Failed(str(error)) from None
+    click.echo(f"serving model version {serving} instead of {previous}; workers switch within MODEL_RELOAD_INTERVAL")
+
+
+@cli.command()
+@click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), default=DEFAULT_MOVIELENS,
+              show_default=True, help="MovieLens directory to import.")
+@click.option("--pgdata", type=click.Path(file_okay=False, path_type=Path), default=Path(".demo/pgdata"),
+              show_default=True, help="Data directory of the embedded PostgreSQL.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True, help="Port to serve on.")
+@click.option("--yes", is_flag=True, help="Import into the databases named by *_DB_URL even when they hold data.")
+def demo(data: Path, pgdata: Path, host: str, port: int, yes: bool) -> None:
+    """Import MovieLens into an embedded PostgreSQL (or empty *_DB_URL databases), refresh, serve."""
+    from ml_service.demo import DemoRefused, run_demo
+
+    try:
+        code = run_demo(data, pgdata, host, port, yes)
+    except DemoRefused as error:
+        raise Misconfigured(str(error)) from None
+    if code:
+        raise click.exceptions.Exit(code)
+
+
+@cli.command()
+@click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), default=DEFAULT_MOVIELENS,
+              show_default=True, help="A MovieLens directory.")
+@click.option("--k", type=click.IntRange(1), default=10, show_default=True,
+              help="List length the metrics are computed at.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for metrics.json, report.md and ndcg.png.")
+@click.option("--pgdata", type=click.Path(file_okay=False, path_type=Path), default=Path(".eval/pgdata"),
+              show_default=True, help="Embedded server directory (unless USER_DB_URL names a server).")
+def evaluate(data: Path, k: int, out: Path | None, pgdata: Path) -> None:
+    """Offline evaluation of the service against baselines on a temporal split (requirements-eval.txt)."""
+    from ml_service.jobs import evaluate as run_evaluation
+
+    run_evaluation(data, k, out, pgdata, progress=show_progress())
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; returns the process exit code."""
-    parser = argparse.ArgumentParser(prog="python -m ml_service", description="ml-service commands")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("init-db", help="create the tables and indexes that are missing (idempotent)")
-    importer = commands.add_parser("import-movielens", help="load a MovieLens directory (ratings.csv, movies.csv)")
-    importer.add_argument("directory", type=Path)
-    synthetic = commands.add_parser("generate-synthetic", help="write a synthetic data set (MovieLens-25M size by default)")
-    synthetic.add_argument("--users", type=int, default=162_000)
-    synthetic.add_argument("--media", type=int, default=59_000)
-    synthetic.add_argument("--interactions", type=int, default=25_000_000)
-    synthetic.add_argument("--seed", type=int, default=0)
-    synthetic.add_argument("--replace", action="store_true", help="empty the tables first instead of refusing")
-    commands.add_parser("refresh", help="rebuild the neighbour table and popularity, publish them atomically")
-    demo = commands.add_parser("demo", help="embedded PostgreSQL + bundled MovieLens + Gunicorn on :5000")
-    demo.add_argument("--data", type=Path, default=Path("data/ml-latest-small"))
-    demo.add_argument("--pgdata", type=Path, default=Path(".demo/pgdata"))
-    demo.add_argument("--bind", default="127.0.0.1:5000")
-    evaluate = commands.add_parser(
-        "evaluate", help="offline evaluation of the service against baselines on a temporal split (requirements-eval.txt)"
-    )
-    evaluate.add_argument("--data", type=Path, default=Path("data/ml-latest-small"), help="a MovieLens directory")
-    evaluate.add_argument("--k", type=int, default=10, help="list length the metrics are computed at")
-    evaluate.add_argument("--out", type=Path, help="directory for metrics.json, report.md and ndcg.png")
-    evaluate.add_argument("--pgdata", type=Path, default=Path(".eval/pgdata"), help="embedded server directory")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    if args.command == "demo":
-        from ml_service.demo import run_demo
-
-        return run_demo(args.data, args.pgdata, args.bind)
-    if args.command == "evaluate":
-        if args.k < 1:
-            parser.error("--k must be at least 1")
-        from services.evaluation.run import evaluate as run_evaluation
-
-        run_evaluation(args.data, args.k, args.out, args.pgdata)
-        return 0
+    """Run one command; returns the process exit code. Every failure is one line on stderr."""
     try:
-        settings = Settings.from_env()
+        level, log_format = logging_options(os.environ)
     except ConfigError as error:
-        print(f"configuration error: {error}", file=sys.stderr)
+        click.echo(f"{SERVICE_NAME}: configuration error: {error}", err=True)
         return 2
-    if args.command == "init-db":
-        from database.schema import apply_schema
-
-        for filename in apply_schema(settings.databases):
-            print(f"applied {filename}")
-    elif args.command == "import-movielens":
-        from services.movielens_import import import_movielens
-
-        summary = import_movielens(args.directory, settings.databases)
-        print(f"imported {summary.media} media, {summary.users} users, {summary.interactions} interactions")
-    elif args.command == "generate-synthetic":
-        from services.synthetic import generate_synthetic
-
-        try:
-            summary = generate_synthetic(
-                settings.databases, args.users, args.media, args.interactions, args.seed, replace=args.replace
-            )
-        except ValueError as error:
-            print(f"generate-synthetic: {error}", file=sys.stderr)
-            return 2
-        print(
-            f"generated {summary.media} media, {summary.users} users, {summary.interactions} interactions "
-            f"({summary.pairs} user-media pairs)"
-        )
-    elif args.command == "refresh":
-        from services.refresh import RefreshFailed
-
-        try:
-            version = run_refresh(settings)
-        except RefreshFailed as error:
-            print(f"refresh: {error}", file=sys.stderr)
-            return 1
-        print(f"published model version {version}")
+    configure_logging(level, log_format)
+    args = sys.argv[1:] if argv is None else argv
+    command = next((a for a in args if not a.startswith("-")), "")
+    prefix = f"{SERVICE_NAME} {command}".strip()
+    try:
+        cli.main(args, prog_name="python -m ml_service", standalone_mode=False)
+    except click.exceptions.Exit as done:  # --help, --version, or a command's own exit code
+        return done.exit_code
+    except click.exceptions.Abort:
+        click.echo(f"{prefix}: interrupted", err=True)
+        return 130
+    except click.exceptions.NoArgsIsHelpError as error:  # no command: the help, then exit 2
+        click.echo(error.format_message(), err=True)
+        return 2
+    except click.UsageError as error:
+        click.echo(f"{prefix}: {error.format_message()} (see --help)", err=True)
+        return 2
+    except click.ClickException as error:
+        click.echo(f"{prefix}: {error.format_message()}", err=True)
+        return error.exit_code
+    except psycopg.OperationalError as error:
+        click.echo(f"{prefix}: database error: {_first_line(error)}", err=True)
+        return 1
+    except Exception as error:  # a bug: the one line says so, the log has the traceback at DEBUG
+        log.debug("unexpected error", exc_info=True)
+        click.echo(f"{prefix}: unexpected error: {type(error).__name__}: {_first_line(error)} "
+                   "(LOG_LEVEL=DEBUG shows the traceback)", err=True)
+        return 1
     return 0
 
 
-def run_refresh(settings: Settings, progress: bool = True) -> int:
-    """Build and publish a model with the databases in `settings`; returns its version."""
-    from database.catalog_repository import CatalogRepository
-    from database.engagement_repository import EngagementRepository
-    from database.model_repository import ModelRepository
-    from database.pools import open_databases
-    from services.refresh import refresh
+def configure_logging(level: str, log_format: str) -> None:
+    """Offline commands log to stderr as text lines, or as the service's JSON lines (LOG_FORMAT=json)."""
+    if log_format == "json":
+        from ml_service.request_log import configure_logging as json_logging
 
-    # Offline work: no statement timeout (it reads every interaction).
-    databases = open_databases(settings, statement_timeout_ms=0, pool_timeout=60.0)
-    try:
-        return refresh(
-            CatalogRepository(databases.catalog),
-            EngagementRepository(databases.engagement),
-            ModelRepository(databases.model),
-            neighbours_k=settings.neighbours_k,
-            user_damping=settings.neighbours_user_damping,
-            shrinkage=settings.neighbours_shrinkage,
-            half_life_days=settings.popularity_half_life_days,
-            progress=progress,
-        )
-    finally:
-        databases.close()
+        json_logging(level)
+    else:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The pool warns of each failed connection attempt over several lines; a command that
+    # cannot connect fails with one line saying so.
+    logging.getLogger("psycopg.pool").setLevel(max(logging.ERROR, logging.getLogger().level))
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 if __name__ == "__main__":

@@ -11,8 +11,7 @@ from database.engagement_repository import EngagementRepository
 from database.model_repository import ModelRepository
 from database.pools import Databases, open_databases
 from database.user_repository import UserRepository
-from ml_service.api import health, recommendations
-from ml_service.config import Settings
+from ml_service.api import health, model, recommendations
 from ml_service.errors import register_error_handlers
 from ml_service.liveness import register_liveness
 from ml_service.metrics import register_metrics
@@ -23,6 +22,7 @@ from services.fallback_model import FallbackModels
 from services.model_store import ModelStore
 from services.recommendation_service import RecommendationService
 from services.scoring import Weights
+from settings import Settings
 
 MAX_BODY_BYTES = 64 * 1024
 # Seconds a new worker waits for its first model load before it serves (from a stand-in
@@ -83,6 +83,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_liveness(app, settings.request_deadline_ms / 1000)
     app.register_blueprint(health.bp)
     app.register_blueprint(recommendations.bp)
+    app.register_blueprint(model.bp)
     register_error_handlers(app)
     register_openapi(app)
     register_metrics(app)

@@ -3,26 +3,58 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 
+import psycopg
+
 from database.schema import apply_schema
 from services.movielens_import import import_movielens, user_uuid
 
 GUNICORN_CONFIG = Path(__file__).parent / "gunicorn.conf.py"
+URL_VARIABLES = ("USER_DB_URL", "CATALOG_DB_URL", "ENGAGEMENT_DB_URL", "MODEL_DB_URL")
+# A table per database whose rows mean someone's data is there (the demo would mix MovieLens in).
+DATA_TABLES = {
+    "user": ("user_db", "user_preferences"),
+    "catalog": ("catalog_db", "medias"),
+    "engagement": ("engagement_db", "interaction"),
+    "model": ("the model database", "ml.model_builds"),
+}
 
 
-def run_demo(data_dir: Path, pgdata: Path, bind: str) -> int:
-    """Set up the databases (embedded unless *_DB_URL are set), import, refresh, serve until Ctrl-C."""
-    from ml_service.__main__ import run_refresh
-    from ml_service.config import Settings
+class DemoRefused(Exception):
+    """The demo will not run as asked (busy port, incomplete or non-empty external databases)."""
 
+
+def run_demo(data_dir: Path, pgdata: Path, host: str, port: int, yes: bool = False) -> int:
+    """Set up the databases (embedded unless *_DB_URL are set), import, refresh, serve until Ctrl-C.
+
+    Everything that can refuse is checked before anything is written: the port is free, and
+    external databases are complete and empty (or `yes`).
+    """
+    from ml_service.jobs import run_refresh
+    from settings import ConfigError, Settings
+
+    bind = f"{host}:{port}"
+    check_port_free(host, port)
     server = None
-    if os.environ.get("USER_DB_URL"):
-        urls = Settings.from_env().databases
+    if any(os.environ.get(name) for name in URL_VARIABLES):
+        try:
+            urls = Settings.from_env().databases
+        except ConfigError as error:
+            raise DemoRefused(f"configuration error: {error} (or unset every *_DB_URL for the embedded server)") from None
+        held = [] if yes else databases_holding_data(urls)
+        if held:
+            raise DemoRefused(
+                f"the databases named by *_DB_URL hold data ({', '.join(held)}); the demo would import MovieLens "
+                "and publish a model into them. Use empty databases, unset *_DB_URL for an embedded server, "
+                "or pass --yes"
+            )
         print("using the databases named by *_DB_URL")
     else:
         from database.embedded import create_databases, start_embedded
@@ -30,6 +62,9 @@ def run_demo(data_dir: Path, pgdata: Path, bind: str) -> int:
         print(f"starting embedded PostgreSQL in {pgdata} ...")
         server = start_embedded(pgdata.resolve(), cleanup_mode="stop")
         urls = create_databases(server)
+    for name, url in (("user_db", urls.user), ("catalog_db", urls.catalog), ("engagement_db", urls.engagement),
+                      ("model tables", urls.model)):
+        print(f"  {name:14} {redact(url)}")
     env = {
         **os.environ,
         "USER_DB_URL": urls.user,
@@ -39,10 +74,11 @@ def run_demo(data_dir: Path, pgdata: Path, bind: str) -> int:
         "BIND": bind,
     }
     os.environ.update(env)
-    apply_schema(urls)
-    summary = import_movielens(data_dir, urls)
+    apply_schema(urls, sources=True)
+    summary = import_movielens(data_dir, urls, progress=sys.stderr.isatty())
     print(f"imported {summary.media} media, {summary.users} users, {summary.interactions} interactions")
-    version = run_refresh(Settings.from_env())
+    # Told --yes, the databases may hold a larger model than MovieLens: publish anyway.
+    version = run_refresh(Settings.from_env(), progress=sys.stderr.isatty(), force=yes)
     print(f"published model version {version}")
     _print_examples(bind)
     gunicorn = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONFIG)], env=env)
@@ -57,6 +93,36 @@ def run_demo(data_dir: Path, pgdata: Path, bind: str) -> int:
     code = gunicorn.wait()
     del server  # the embedded server stops when the last handle on it goes
     return 0 if code in (0, -signal.SIGTERM) else code
+
+
+def check_port_free(host: str, port: int) -> None:
+    """DemoRefused unless Gunicorn will be able to listen on host:port."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Gunicorn does
+            probe.bind((host, port))
+    except OSError as error:
+        raise DemoRefused(
+            f"cannot serve on {host}:{port}: {error.strerror or error}; choose another port "
+            "(make demo PORT=5050, or --port 5050)"
+        ) from None
+
+
+def databases_holding_data(urls) -> list[str]:
+    """Which of the databases hold rows in their data table (a missing table holds none)."""
+    held = []
+    for field, (name, table) in DATA_TABLES.items():
+        with psycopg.connect(getattr(urls, field), connect_timeout=5) as conn:
+            exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()[0]
+            if exists and conn.execute(f"SELECT EXISTS (SELECT FROM {table})").fetchone()[0]:
+                held.append(f"{name}: {table}")
+    return held
+
+
+def redact(url: str) -> str:
+    """`url` with its password, if any, replaced by ***."""
+    url = re.sub(r"(://[^:/@?]*:)[^@/]*@", r"\1***@", url)
+    return re.sub(r"(password=)[^\s&]*", r"\1***", url)
 
 
 def _print_examples(bind: str) -> None:

@@ -73,7 +73,7 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 
 def on_starting(server):
     """Fail once, clearly, in the master when the configuration is wrong, not in every worker."""
-    from ml_service.config import ConfigError, Settings
+    from settings import ConfigError, Settings
 
     try:
         settings = Settings.from_env()

@@ -67,8 +67,12 @@ class ServiceMetrics:
         self.db_unavailable = Gauge("ml_db_unavailable_workers",
                                     "Live workers that have the database marked down (skipped until a probe succeeds)",
                                     pool, multiprocess_mode="livesum", registry=r)
-        self.model_version = Gauge("ml_model_version", "Oldest model version any live worker serves",
+        self.model_version = Gauge("ml_model_version", "Lowest model version any live worker serves",
                                    multiprocess_mode="livemin", registry=r)
+        # Equal to ml_model_version once every worker serves the same model (after a refresh or
+        # a rollback: within MODEL_RELOAD_INTERVAL).
+        self.model_version_max = Gauge("ml_model_version_max", "Highest model version any live worker serves",
+                                       multiprocess_mode="livemax", registry=r)
         self.model_built = Gauge("ml_model_built_timestamp_seconds",
                                  "Build time (Unix seconds) of the oldest model any live worker serves",
                                  multiprocess_mode="livemin", registry=r)
@@ -141,6 +145,7 @@ class ServiceMetrics:
         self.workers_without_model.set(0)
         built = model.info.built_at.timestamp()
         self.model_version.set(model.info.version)
+        self.model_version_max.set(model.info.version)
         self.model_built.set(built)
         self.model_age.set(max(0.0, time.time() - built))
 
@@ -188,6 +193,8 @@ def register_metrics(app: Flask) -> ServiceMetrics:
     app.extensions["ml_service.metrics"] = metrics
     metrics.update_pools(runtime.databases)
     metrics.update_model(runtime.models.loaded)
+    # Each worker reports a model as soon as its loader swaps it in, requests or not.
+    runtime.models.on_load(metrics.update_model)
 
     last_refresh = [time.monotonic()]
 

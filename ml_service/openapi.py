@@ -7,11 +7,13 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, Flask, current_app
 
 from ml_service import SERVICE_NAME, __version__
+from ml_service.api.model import MODEL_VERSION_HEADER
 from ml_service.schemas import (
     BatchRequestSchema,
     BatchResponseSchema,
     ErrorSchema,
     HealthSchema,
+    ModelSchema,
     ReadinessSchema,
     RecommendationsSchema,
     SingleRequestSchema,
@@ -31,7 +33,8 @@ ERRORS = {
     415: "`unsupported_media_type`: the body must be JSON sent with `Content-Type: application/json`.",
     401: "`unauthorized`: the service requires an API key (API_KEYS) and X-API-Key is missing or wrong.",
     429: "`too_many_requests`: over the rate limit (RATE_LIMIT); retry after the `Retry-After` seconds.",
-    503: "`database_unavailable` (catalog_db, or overload): retry after the `Retry-After` seconds (with backoff).",
+    503: "`database_unavailable` (catalog_db, or overload) or `model_unavailable` (GET /api/model before a model "
+    "is loaded): retry after the `Retry-After` seconds (with backoff).",
 }
 
 
@@ -42,6 +45,7 @@ RESPONSE_SCHEMAS = {
     "RecommendationItem": set(),
     "Recommendations": set(),
     "BatchResponse": set(),
+    "Model": set(),
     "ErrorBody": {"details"},
     "Error": set(),
 }
@@ -69,19 +73,26 @@ def build_spec() -> dict:
         ("Recommendations", RecommendationsSchema),
         ("BatchRequest", BatchRequestSchema),
         ("BatchResponse", BatchResponseSchema),
+        ("Model", ModelSchema),
         ("Error", ErrorSchema),
     ]:
         spec.components.schema(name, schema=schema)
     spec.components.header(
         REQUEST_ID_HEADER,
         {"description": "The request id: the client's `X-Request-ID` when valid, else a generated one.",
-         "schema": {"type": "string"}},
+         "required": True, "schema": {"type": "string"}},
     )
     spec.components.header(
-        "Retry-After", {"description": "Seconds to wait before retrying.", "schema": {"type": "integer", "minimum": 0}}
+        MODEL_VERSION_HEADER,
+        {"description": "The published model version that ranked the answer (absent when no model is loaded).",
+         "schema": {"type": "integer"}},
     )
     spec.components.header(
-        "Allow", {"description": "The methods this path accepts.", "schema": {"type": "string"}}
+        "Retry-After",
+        {"description": "Seconds to wait before retrying.", "required": True, "schema": {"type": "integer", "minimum": 0}},
+    )
+    spec.components.header(
+        "Allow", {"description": "The methods this path accepts.", "required": True, "schema": {"type": "string"}}
     )
     spec.components.parameter(
         "RequestId",
@@ -104,12 +115,11 @@ def build_spec() -> dict:
             {"description": description, "headers": headers, "content": {"application/json": {"schema": "Error"}}},
         )
 
-    def ok(description: str, schema: str | dict, content_type: str = "application/json") -> dict:
-        return {
-            "description": description,
-            "headers": {REQUEST_ID_HEADER: {"$ref": f"#/components/headers/{REQUEST_ID_HEADER}"}},
-            "content": {content_type: {"schema": schema}},
-        }
+    def ok(description: str, schema: str | dict, content_type: str = "application/json", versioned=False) -> dict:
+        headers = {REQUEST_ID_HEADER: {"$ref": f"#/components/headers/{REQUEST_ID_HEADER}"}}
+        if versioned:
+            headers[MODEL_VERSION_HEADER] = {"$ref": f"#/components/headers/{MODEL_VERSION_HEADER}"}
+        return {"description": description, "headers": headers, "content": {content_type: {"schema": schema}}}
 
     def errors(*statuses: int) -> dict:
         return {str(s): {"$ref": f"#/components/responses/Error{s}"} for s in statuses}
@@ -157,7 +167,10 @@ def build_spec() -> dict:
                     {"in": "query", "schema": SingleRequestSchema(exclude=["user_id"])},
                     request_id,
                 ],
-                "responses": {"200": ok("The user's recommendations.", "Recommendations"), **errors(400, 401, 404, 429, 503)},
+                "responses": {
+                    "200": ok("The user's recommendations.", "Recommendations", versioned=True),
+                    **errors(400, 401, 404, 429, 503),
+                },
             }
         },
     )
@@ -171,8 +184,23 @@ def build_spec() -> dict:
                 "parameters": [request_id],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": "BatchRequest"}}},
                 "responses": {
-                    "200": ok("Recommendations keyed by user id.", "BatchResponse"),
+                    "200": ok("Recommendations keyed by user id.", "BatchResponse", versioned=True),
                     **errors(400, 401, 413, 415, 429, 503),
+                },
+            }
+        },
+    )
+    spec.path(
+        path="/api/model",
+        operations={
+            "get": {
+                "operationId": "servingModel",
+                "tags": ["operations"],
+                "summary": "The model the answering worker serves: version, build time, age, counts.",
+                "parameters": [request_id],
+                "responses": {
+                    "200": ok("The serving model.", "Model", versioned=True),
+                    **errors(401, 429, 503),
                 },
             }
         },

@@ -22,6 +22,13 @@ _degraded = dict(
         "history), model (no published model: genre match + popular), model_stale. Empty for full service."
     },
 )
+_model_version = dict(
+    allow_none=True,
+    metadata={
+        "description": "The published model version that ranked this answer (also in the X-Model-Version "
+        "header); null when no model is loaded (degraded `model`)."
+    },
+)
 _offset = dict(load_default=0, validate=validate.Range(0, MAX_OFFSET), metadata={"description": "Items to skip (0-1000)."})
 
 
@@ -45,7 +52,7 @@ class BatchRequestSchema(Schema):
     user_ids = fields.List(
         fields.UUID(),
         required=True,
-        validate=validate.Length(1, MAX_BATCH_USERS, error="user_ids must hold between {min} and {max} ids"),
+        validate=validate.Length(1, MAX_BATCH_USERS, error="must hold between {min} and {max} ids"),
     )
     limit = fields.Integer(strict=True, **_limit)
     offset = fields.Integer(strict=True, **_offset)
@@ -75,6 +82,7 @@ class RecommendationsSchema(Schema):
     limit = fields.Integer()
     offset = fields.Integer()
     degraded = fields.List(fields.String(), **_degraded)
+    model_version = fields.Integer(**_model_version)
 
 
 def page_json(page: Recommendations) -> dict:
@@ -101,16 +109,18 @@ def page_json(page: Recommendations) -> dict:
         "limit": page.limit,
         "offset": page.offset,
         "degraded": list(page.degraded),
+        "model_version": page.model_version,
     }
 
 
 def batch_json(pages: dict[UUID, Recommendations]) -> dict:
     """BatchResponseSchema().dump of the pages of one batch, built directly (see page_json)."""
-    degraded = next(iter(pages.values())).degraded if pages else ()  # every page lacks the same parts
+    first = next(iter(pages.values()), None)  # every page lacks the same parts, from the same model
     return {
         "results": {str(user_id): page_json(page) for user_id, page in pages.items()},
         "total_users": len(pages),
-        "degraded": list(degraded),
+        "degraded": list(first.degraded) if first else [],
+        "model_version": first.model_version if first else None,
     }
 
 
@@ -120,6 +130,22 @@ class BatchResponseSchema(Schema):
     results = fields.Dict(keys=fields.String(), values=fields.Nested(RecommendationsSchema))
     total_users = fields.Integer()
     degraded = fields.List(fields.String(), **_degraded)
+    model_version = fields.Integer(**_model_version)
+
+
+class ModelSchema(Schema):
+    """The model this worker serves (GET /api/model)."""
+
+    version = fields.Integer(metadata={"description": "Published model version (see `python -m ml_service models`)."})
+    built_at = fields.DateTime(metadata={"description": "When the refresh published it."})
+    age_seconds = fields.Float(metadata={"description": "Seconds since built_at."})
+    stale = fields.Boolean(metadata={"description": "Older than MODEL_MAX_AGE_HOURS (answers say model_stale)."})
+    media = fields.Integer(metadata={"description": "Live media at build time."})
+    users = fields.Integer(metadata={"description": "Users with interactions at build time."})
+    interactions = fields.Integer(metadata={"description": "Interactions the model was built from."})
+    neighbours = fields.Integer(metadata={"description": "Neighbour pairs."})
+    build_seconds = fields.Float(metadata={"description": "How long the refresh took."})
+    newest_interaction = fields.DateTime(allow_none=True, metadata={"description": "Newest interaction it saw."})
 
 
 class HealthSchema(Schema):

@@ -26,8 +26,8 @@ from flask_cors import CORS
 from flask_limiter import Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
 
-from ml_service.config import Settings
 from ml_service.errors import error_response
+from settings import Settings
 
 API_PREFIX = "/api/"
 METRICS_PATH = "/metrics"

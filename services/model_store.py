@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import datetime, timedelta, timezone
+from typing import Callable
 
 from database.deadline import Deadline
 from database.model_repository import LOAD_TIMEOUT_MS, ModelRepository
@@ -36,6 +37,7 @@ class ModelStore:
         self._model: ModelData | None = None
         self._attempted = threading.Event()  # the first load attempt has ended, either way
         self._stop = threading.Event()
+        self._listeners: list[Callable[[ModelData], None]] = []
 
     @property
     def loaded(self) -> ModelData | None:
@@ -57,6 +59,10 @@ class ModelStore:
             return False
         return datetime.now(timezone.utc) - model.info.built_at > self._max_age
 
+    def on_load(self, listener: Callable[[ModelData], None]) -> None:
+        """Call `listener(model)` from the loader thread each time it swaps a model in."""
+        self._listeners.append(listener)
+
     def start(self, wait: float) -> None:
         """Start the loader; return after its first attempt, or after `wait` seconds."""
         threading.Thread(target=self._run, name="model-loader", daemon=True).start()
@@ -67,14 +73,20 @@ class ModelStore:
         self._stop.set()
 
     def reload(self) -> ModelData | None:
-        """Load the published model now if its version differs from the one in memory."""
-        version = self._repository.current_version(Deadline.after(CHECK_TIMEOUT))
+        """Load the serving model now if its version differs from the one in memory (a newer
+        one after a refresh, an older one after a rollback)."""
+        version = self._repository.serving_version(Deadline.after(CHECK_TIMEOUT))
         current = self._model
         if version is not None and (current is None or current.info.version != version):
             model = self._repository.load(Deadline.after(LOAD_TIMEOUT_MS / 1000))
             if model is not None:
                 self._model = model
-                log.info("model loaded", extra={"model_version": model.info.version})
+                log.info(
+                    "model %s loaded", model.info.version,
+                    extra={"model_version": model.info.version, "previous_version": current and current.info.version},
+                )
+                for listener in self._listeners:
+                    listener(model)
         return self._model
 
     def _run(self) -> None:

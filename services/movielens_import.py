@@ -25,7 +25,7 @@ from psycopg import sql
 from tqdm import tqdm
 
 from database import binary_copy
-from ml_service.config import DatabaseUrls
+from settings import DatabaseUrls
 
 NAMESPACE = uuid.UUID("5b0f6a8e-1c7e-4a43-9f67-7d1c2a0c9d10")
 NO_GENRES = "(no genres listed)"

@@ -56,6 +56,8 @@ class Recommendations:
     offset: int
     # What this answer had to do without (see DEGRADATIONS); empty for full service.
     degraded: tuple[str, ...] = ()
+    # The published model version that ranked it; None for the stand-in (degraded "model").
+    model_version: int | None = None
 
     @property
     def count(self) -> int:
@@ -121,6 +123,7 @@ class RecommendationService:
             signals[user_id] = scoring.user_signals(model, genres, histories.get(user_id), self._history_weighting)
         rankings, media = self._rank_live(model, signals, offset + limit, deadline)
         degraded = tuple(name for name in DEGRADATIONS if name in lacking)
+        version = None if "model" in lacking else model.info.version
         results = {}
         for user_id, ranking in rankings.items():
             items = [
@@ -134,7 +137,7 @@ class RecommendationService:
                 )
                 if media[idx] is not None
             ]
-            results[user_id] = Recommendations(user_id, items[offset : offset + limit], limit, offset, degraded)
+            results[user_id] = Recommendations(user_id, items[offset : offset + limit], limit, offset, degraded, version)
         return results
 
     def _rank_live(

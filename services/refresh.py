@@ -15,7 +15,8 @@ from tqdm import tqdm
 
 from database.catalog_repository import CatalogRepository
 from database.engagement_repository import EngagementRepository
-from database.model_repository import ModelRepository, NewModel
+from database.model_repository import ModelRepository, NewModel, RefreshInProgress
+from database.records import ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,11 @@ SIMILARITY_BLOCK_CELLS = 32_000_000
 
 
 class RefreshFailed(RuntimeError):
-    """A database failed during the refresh; nothing was published (the serving model is untouched)."""
+    """The refresh did not publish (the serving model is untouched); the message says why in one line."""
+
+
+class ModelRejected(RefreshFailed):
+    """The new model is empty or much smaller than the serving one (see Guard.check)."""
 
 
 @contextlib.contextmanager
@@ -34,6 +39,11 @@ def _step(what: str):
     """Turn a database failure while doing `what` into RefreshFailed saying which step it was."""
     try:
         yield
+    except RefreshInProgress as error:
+        raise RefreshFailed(str(error)) from None
+    except psycopg.errors.UndefinedTable as error:
+        missing = error.diag.message_primary
+        raise RefreshFailed(f"{what} failed: {missing}; run `python -m ml_service init-db` first") from None
     except psycopg.OperationalError as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise RefreshFailed(f"{what} failed: {reason}; nothing was published") from error
@@ -51,6 +61,31 @@ class Interactions:
     interactions_count: int
 
 
+@dataclass(frozen=True)
+class Guard:
+    """What a refresh may publish: MODEL_MAX_SHRINK, unless forced."""
+
+    max_shrink: float = 0.5
+    force: bool = False
+
+    def check(self, serving: ModelInfo | None, what: str, new: int) -> None:
+        """Raise ModelRejected when the new model has no media, or `what` (media or interactions)
+        shrank by more than max_shrink from the serving model's count."""
+        if self.force:
+            return
+        before = None if serving is None else getattr(serving, f"{what}_count")
+        if what == "media" and new == 0:
+            reason = "the new model would have no media (catalog_db has no live media)"
+        elif before and new < before * (1 - self.max_shrink):
+            reason = (
+                f"the new model would have {new:,} {what}, {1 - new / before:.0%} fewer than the serving "
+                f"model (version {serving.version}: {before:,}); MODEL_MAX_SHRINK allows {self.max_shrink:.0%}"
+            )
+        else:
+            return
+        raise ModelRejected(f"{reason}; nothing was published (--force publishes it anyway)")
+
+
 def refresh(
     catalog: CatalogRepository,
     engagement: EngagementRepository,
@@ -60,38 +95,49 @@ def refresh(
     progress: bool = True,
     user_damping: float = 0.0,
     shrinkage: float = 0.0,
+    guard: Guard = Guard(),
+    keep: int = 3,
 ) -> int:
     """Build a model from the current databases and publish it; returns its version.
 
-    A database failing on the way raises RefreshFailed; the published model stays as it was
-    (the new one is swapped in by one transaction at the very end).
+    The refresh lock is taken first, so a second refresh fails at once (RefreshFailed naming
+    the running one) instead of after its build. The new model is checked against the serving
+    one by `guard` as soon as its media, then its interactions, are counted (ModelRejected),
+    before the expensive part. A database failing on the way raises RefreshFailed. Either way
+    the serving model stays as it was: the new one is made serving by one statement at the end,
+    and the last `keep` models are kept for a rollback.
 
     user_damping and shrinkage shape the neighbour similarity (see cosine_neighbours).
     """
     started = time.perf_counter()
-    with _step("reading media from catalog_db"):
-        media_ids, genres = catalog.live_media_genres()
-    with _step("reading interactions from engagement_db"):
-        interactions = read_interactions(engagement, media_ids, progress)
-    popularity = popularity_scores(interactions, len(media_ids), half_life_days)
-    nb_media, nb_idx, nb_sim = cosine_neighbours(
-        interactions, len(media_ids), neighbours_k, progress, user_damping=user_damping, shrinkage=shrinkage
-    )
-    newest = int(interactions.newest.max()) if len(interactions.newest) else None
-    model = NewModel(
-        media_ids=media_ids,
-        popularity=popularity,
-        media_genres=[genres.get(raw, ()) for raw in media_ids.tolist()],
-        neighbour_media=nb_media,
-        neighbour_idx=nb_idx,
-        neighbour_similarity=nb_sim,
-        interactions_count=interactions.interactions_count,
-        users_count=interactions.users_count,
-        newest_interaction=None if newest is None else POSTGRES_EPOCH + timedelta(microseconds=newest),
-        build_seconds=time.perf_counter() - started,
-    )
-    with _step("publishing to the model database"):
-        version = models.publish(model)
+    with _step("taking the refresh lock on the model database"), models.refresh_lock() as writer:
+        with _step("reading the serving model"):
+            serving = writer.serving()
+        with _step("reading media from catalog_db"):
+            media_ids, genres = catalog.live_media_genres()
+        guard.check(serving, "media", len(media_ids))
+        with _step("reading interactions from engagement_db"):
+            interactions = read_interactions(engagement, media_ids, progress)
+        guard.check(serving, "interactions", interactions.interactions_count)
+        popularity = popularity_scores(interactions, len(media_ids), half_life_days)
+        nb_media, nb_idx, nb_sim = cosine_neighbours(
+            interactions, len(media_ids), neighbours_k, progress, user_damping=user_damping, shrinkage=shrinkage
+        )
+        newest = int(interactions.newest.max()) if len(interactions.newest) else None
+        model = NewModel(
+            media_ids=media_ids,
+            popularity=popularity,
+            media_genres=[genres.get(raw, ()) for raw in media_ids.tolist()],
+            neighbour_media=nb_media,
+            neighbour_idx=nb_idx,
+            neighbour_similarity=nb_sim,
+            interactions_count=interactions.interactions_count,
+            users_count=interactions.users_count,
+            newest_interaction=None if newest is None else POSTGRES_EPOCH + timedelta(microseconds=newest),
+            build_seconds=time.perf_counter() - started,
+        )
+        with _step("publishing to the model database"):
+            version = writer.publish(model, keep)
     log.info(
         "model %s published: %s media, %s neighbour pairs, %s interactions, %.1f s",
         version, len(media_ids), len(nb_idx), interactions.interactions_count, model.build_seconds,

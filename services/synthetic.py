@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from database import binary_copy
 from database.schema import SCHEMA_DIR
-from ml_service.config import DatabaseUrls
+from settings import DatabaseUrls
 
 # MovieLens genres with their relative frequency among MovieLens-25M movies.
 GENRES = {

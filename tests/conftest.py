@@ -22,7 +22,7 @@ import pytest
 from psycopg import sql
 
 from database.schema import apply_schema
-from ml_service.config import DatabaseUrls, Settings
+from settings import DatabaseUrls, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 MOVIELENS_DIR = ROOT / "data" / "ml-latest-small"
@@ -103,7 +103,7 @@ def settings_for(urls: DatabaseUrls, **overrides) -> Settings:
 @pytest.fixture(scope="session")
 def movielens_urls(pg_server: Server, schema_template: str) -> DatabaseUrls:
     """The bundled ml-latest-small imported and refreshed once per run; tests must not write to it."""
-    from ml_service.__main__ import run_refresh
+    from ml_service.jobs import run_refresh
     from services.movielens_import import import_movielens
 
     prefix = f"movielens_{os.getpid()}"

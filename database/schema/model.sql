@@ -1,8 +1,9 @@
 -- The service's own derived tables, in schema ml (by default inside engagement_db, or in
--- MODEL_DB_URL's database). Written only by `python -m ml_service refresh`. Idempotent.
+-- MODEL_DB_URL's database). Written only by `python -m ml_service refresh` and `rollback`.
+-- Idempotent; the only file `python -m ml_service init-db` applies without --sources.
 CREATE SCHEMA IF NOT EXISTS ml;
 
--- One row per refresh; the newest row describes the model the tables below hold.
+-- One row per kept model (the last MODEL_KEEP published, and the serving one).
 CREATE TABLE IF NOT EXISTS ml.model_builds (
     version            bigint PRIMARY KEY,
     built_at           timestamptz NOT NULL DEFAULT now(),
@@ -14,20 +15,37 @@ CREATE TABLE IF NOT EXISTS ml.model_builds (
     build_seconds      double precision NOT NULL
 );
 
--- Every live media at build time, with a dense index used by media_neighbours, its genres
--- and its popularity (time-decayed count of positive interactions).
-CREATE TABLE IF NOT EXISTS ml.model_media (
-    idx        int     PRIMARY KEY,
-    media_id   uuid    NOT NULL UNIQUE,
-    popularity real    NOT NULL,
-    genres     text[]  NOT NULL
+-- Which kept model the workers serve: one row, changed in one statement by a refresh
+-- (publish) or a rollback. Each version's data lives in two tables of its own, never changed
+-- once written:
+--   ml.model_media_<version> (idx int PRIMARY KEY, media_id uuid, popularity real, genres text[]):
+--     every live media at build time, with the dense index used by the neighbours, its genres
+--     and its popularity (time-decayed count of positive interactions);
+--   ml.media_neighbours_<version> (media_idx int, neighbour_idx int, similarity real,
+--     PRIMARY KEY (media_idx, neighbour_idx)): the top NEIGHBOURS_K neighbours of each media.
+CREATE TABLE IF NOT EXISTS ml.serving (
+    single  boolean     PRIMARY KEY DEFAULT true CHECK (single),
+    version bigint      NOT NULL REFERENCES ml.model_builds (version),
+    since   timestamptz NOT NULL DEFAULT now()
 );
 
--- Top-K co-interaction neighbours of each media (cosine similarity of the two media's sets
--- of users who engaged positively).
-CREATE TABLE IF NOT EXISTS ml.media_neighbours (
-    media_idx     int  NOT NULL,
-    neighbour_idx int  NOT NULL,
-    similarity    real NOT NULL,
-    PRIMARY KEY (media_idx, neighbour_idx)
-);
+-- From the layout before versioned tables (one ml.model_media and ml.media_neighbours, the
+-- newest ml.model_builds row serving): keep that model as its version, serving.
+DO $$
+DECLARE
+    newest bigint;
+BEGIN
+    IF to_regclass('ml.model_media') IS NOT NULL THEN
+        SELECT max(version) INTO newest FROM ml.model_builds;
+        IF newest IS NULL THEN
+            DROP TABLE ml.model_media, ml.media_neighbours;
+        ELSE
+            EXECUTE format('ALTER TABLE ml.model_media RENAME TO model_media_%s', newest);
+            EXECUTE format('ALTER TABLE ml.media_neighbours RENAME TO media_neighbours_%s', newest);
+            DELETE FROM ml.model_builds WHERE version <> newest;
+            INSERT INTO ml.serving (version) VALUES (newest);
+        END IF;
+        DROP TABLE IF EXISTS ml.model_media_next, ml.media_neighbours_next;
+    END IF;
+END
+$$;

@@ -30,12 +30,15 @@ def health():
 
 @bp.get("/health/ready")
 def ready():
-    """Can this worker answer? 200 ready or degraded (listing what is missing) · 503 unavailable.
+    """Can this worker answer recommendation requests? (README "Readiness" says exactly what each answer means.)
 
-    A missing user_db, engagement_db or model leaves recommendations degraded but useful, so
-    the instance stays in the load balancer (200, "degraded"); without catalog_db no answer
-    can describe media (503). Databases known to be down are not tried again; the others are
-    each asked for SELECT 1 within a share of the request deadline.
+    200 "ready": every database answered SELECT 1 and a model is loaded (not stale, not empty).
+    200 "degraded": answers come, without what `degraded` lists (user_db, engagement_db,
+    model_db, model, model_stale, model_empty), so the instance stays in the load balancer.
+    503 "unavailable": catalog_db does not answer, so no answer can describe media. Databases
+    known to be down are not tried again; the others are each asked for SELECT 1 within a
+    share of the request deadline. `model` is this worker's model, the one its answers carry
+    in X-Model-Version.
     """
     runtime = current_app.extensions["ml_service"]
     deadline = Deadline(arrived_at() + runtime.settings.request_deadline_ms / 1000)
@@ -54,10 +57,14 @@ def ready():
     if loaded is None:
         checks["model"] = "missing"
     else:
-        checks["model"] = "stale" if runtime.models.stale else "ok"
         info = loaded.info
+        checks["model"] = "empty" if info.media_count == 0 else "stale" if runtime.models.stale else "ok"
         model = {"version": info.version, "built_at": info.built_at.isoformat(), "media": info.media_count}
-    degraded = [name if state != "stale" else "model_stale" for name, state in checks.items() if state != "ok"]
+    degraded = [
+        f"model_{state}" if name == "model" and state in ("stale", "empty") else name
+        for name, state in checks.items()
+        if state != "ok"
+    ]
     if any(checks[name] != "ok" for name in REQUIRED):
         status, code = "unavailable", 503
     else:

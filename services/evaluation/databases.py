@@ -8,7 +8,7 @@ from pathlib import Path
 import psycopg
 from psycopg import conninfo, sql
 
-from ml_service.config import DatabaseUrls
+from settings import DatabaseUrls
 
 # Evaluation writes only into databases of its own, dropped and recreated on every run, so it
 # never touches the data of a service that shares the server.

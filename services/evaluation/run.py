@@ -1,26 +1,25 @@
 """`python -m ml_service evaluate`: our service against the baselines on one temporal split.
 
 Our model runs through production code only: the importer writes the train ratings into
-fresh databases, the refresh job builds the model, and the service (build_runtime ->
-RecommendationService.recommend_many) ranks, exactly as the API does.
+fresh databases, and `served` (ml_service/jobs.py: the refresh job, then build_runtime) gives
+the RecommendationService whose recommend_many ranks, exactly as the API does.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ContextManager, Protocol, Sequence
 from uuid import UUID
 
 from tqdm import tqdm
 
-from ml_service.config import DatabaseUrls, Settings
 from services.evaluation import baselines, metrics, report
 from services.evaluation.databases import EvalDatabases
 from services.evaluation.split import Split, describe, temporal_split
 from services.movielens_import import Movie, import_data, media_uuid, preferred_genres, read_movies, read_ratings
+from settings import DatabaseUrls
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +28,17 @@ BATCH_USERS = 50
 MODEL_NAMES = ("hybrid", "popularity", "seed_hybrid", "implicit_itemknn", "implicit_als")
 
 
-def evaluate(data_dir: Path, k: int, out_dir: Path | None, pgdata: Path, progress: bool = True) -> dict:
+class Recommender(Protocol):
+    """What the evaluation asks of the service (services.recommendation_service.RecommendationService)."""
+
+    def recommend_many(self, user_ids: Sequence[UUID], limit: int = 10) -> dict: ...
+
+
+# Given the URLs of databases holding the train data: the refreshed service, for a `with` block.
+Served = Callable[[DatabaseUrls], ContextManager[Recommender]]
+
+
+def evaluate(data_dir: Path, k: int, out_dir: Path | None, pgdata: Path, served: Served, progress: bool = True) -> dict:
     """Run every model on `data_dir`'s split; print the table, write the report; returns metrics.json's content."""
     data_dir = Path(data_dir)
     movies = read_movies(data_dir / "movies.csv")
@@ -44,7 +53,7 @@ def evaluate(data_dir: Path, k: int, out_dir: Path | None, pgdata: Path, progres
         recommendations[name] = run()
         seconds[name] = time.perf_counter() - started
 
-    timed("hybrid", lambda: service_recommendations(movies, split, users, k, pgdata, progress))
+    timed("hybrid", lambda: service_recommendations(movies, split, users, k, pgdata, served, progress))
     train = baselines.TrainMatrix.from_ratings(split.train, [m.movie_id for m in movies])
     genres = preferred_genres(movies, split.train)
     timed("popularity", lambda: baselines.popularity(train, users, k))
@@ -67,12 +76,10 @@ def evaluate(data_dir: Path, k: int, out_dir: Path | None, pgdata: Path, progres
 
 
 def service_recommendations(
-    movies: list[Movie], split: Split, users: list[int], k: int, pgdata: Path, progress: bool
+    movies: list[Movie], split: Split, users: list[int], k: int, pgdata: Path, served: Served, progress: bool
 ) -> dict[int, list[int]]:
     """Import the train ratings, refresh, and ask the service for k recommendations per user."""
     from database.schema import apply_schema
-    from ml_service.__main__ import run_refresh
-    from ml_service.app import build_runtime
     from services.movielens_import import user_uuid
 
     databases = EvalDatabases(pgdata)
@@ -81,32 +88,15 @@ def service_recommendations(
         print(f"our model: importing the train ratings into fresh databases on {databases.where}")
         apply_schema(urls, sources=True)
         import_data(movies, split.train, urls, progress)
-        settings = _settings(urls)
-        run_refresh(settings, progress)
         movie_of: dict[UUID, int] = {media_uuid(m.movie_id): m.movie_id for m in movies}
-        runtime = build_runtime(settings)
-        try:
+        with served(urls) as recommender:
             result = {}
             batches = range(0, len(users), BATCH_USERS)
             for start in tqdm(batches, desc="recommending", unit=" batches", disable=not progress):
                 batch = users[start : start + BATCH_USERS]
-                pages = runtime.recommender.recommend_many([user_uuid(u) for u in batch], limit=k)
+                pages = recommender.recommend_many([user_uuid(u) for u in batch], limit=k)
                 for user in batch:
                     result[user] = [movie_of[item.media.id] for item in pages[user_uuid(user)].items]
             return result
-        finally:
-            runtime.close()
     finally:
         databases.close()
-
-
-def _settings(urls: DatabaseUrls) -> Settings:
-    """The service's settings from the environment (tuning knobs included), on the eval databases."""
-    env = {
-        **os.environ,
-        "USER_DB_URL": urls.user,
-        "CATALOG_DB_URL": urls.catalog,
-        "ENGAGEMENT_DB_URL": urls.engagement,
-        "MODEL_DB_URL": urls.model,
-    }
-    return Settings.from_env(env)

@@ -8,10 +8,9 @@ import pytest
 from marshmallow import Schema, ValidationError, fields
 
 from ml_service.app import create_app
-from ml_service.config import DatabaseUrls
 from ml_service.errors import MESSAGE_PROBLEMS, validation_details, validation_message
-from tests.conftest import ROOT
-from tests.conftest import settings_for
+from settings import DatabaseUrls
+from tests.conftest import ROOT, settings_for
 
 USER = str(uuid.uuid4())
 

@@ -8,17 +8,11 @@ from openapi_spec_validator import validate
 
 from ml_service.app import create_app
 from services.movielens_import import user_uuid
+from tests.api.conftest import check_documented
 from tests.conftest import settings_for
 
 KNOWN = str(user_uuid(1))
 UNKNOWN = "00000000-0000-0000-0000-000000000000"
-
-
-@pytest.fixture(scope="module")
-def spec(client):
-    response = client.get("/openapi.json")
-    assert response.status_code == 200 and response.is_json
-    return response.get_json()
 
 
 @pytest.fixture(scope="module")
@@ -59,18 +53,6 @@ def test_parameters_carry_the_limits_the_service_enforces(spec):
     assert (batch["properties"]["user_ids"]["minItems"], batch["properties"]["user_ids"]["maxItems"]) == (1, 50)
 
 
-def _check(spec, method: str, path: str, response) -> None:
-    """The status is documented for the operation and the body matches the documented schema."""
-    operation = spec["paths"][path][method]
-    documented = operation["responses"].get(str(response.status_code))
-    assert documented, f"{method.upper()} {path} answered {response.status_code}, which is not documented"
-    if "$ref" in documented:
-        documented = spec["components"]["responses"][documented["$ref"].rsplit("/", 1)[1]]
-    schema = documented["content"][response.mimetype]["schema"]
-    OAS30Validator({**schema, "components": spec["components"]}).validate(response.get_json())
-    assert set(documented["headers"]) <= set(response.headers.keys())
-
-
 @pytest.mark.parametrize(
     "method, path, url, body, expected",
     [
@@ -90,7 +72,7 @@ def _check(spec, method: str, path: str, response) -> None:
 def test_responses_match_the_description(client, spec, method, path, url, body, expected):
     response = client.open(url, method=method.upper(), json=body)
     assert response.status_code == expected
-    _check(spec, method, path, response)
+    check_documented(spec, method, path, response)
 
 
 def test_body_errors_match_the_description(client, spec):
@@ -102,7 +84,7 @@ def test_body_errors_match_the_description(client, spec):
     ]
     for response, expected in cases:
         assert response.status_code == expected
-        _check(spec, "post", path, response)
+        check_documented(spec, "post", path, response)
 
 
 def test_unknown_paths_and_methods_get_the_documented_error_shape(client, spec):
@@ -126,12 +108,17 @@ def test_answers_without_a_model_are_degraded_and_documented(no_model_client, sp
         (ready, "get", "/health/ready"),
     ]:
         assert response.status_code == 200
-        _check(spec, method, path, response)
+        check_documented(spec, method, path, response)
         assert "model" in response.get_json()["degraded"]
+        assert "X-Model-Version" not in response.headers
+    assert single.get_json()["model_version"] is None and batch.get_json()["model_version"] is None
+    model = no_model_client.get("/api/model")
+    assert model.status_code == 503 and model.get_json()["error"]["code"] == "model_unavailable"
+    check_documented(spec, "get", "/api/model", model)
 
 
 def test_unavailable_catalog_answers_the_documented_503(spec):
-    from ml_service.config import DatabaseUrls
+    from settings import DatabaseUrls
 
     closed = "postgresql://nobody@127.0.0.1:1/none"
     app = create_app(settings_for(DatabaseUrls(closed, closed, closed, closed)))
@@ -141,7 +128,7 @@ def test_unavailable_catalog_answers_the_documented_503(spec):
         ready = client.get("/health/ready")
         for response, path in [(single, "/api/recommendations/{user_id}"), (ready, "/health/ready")]:
             assert response.status_code == 503
-            _check(spec, "get", path, response)
+            check_documented(spec, "get", path, response)
         assert single.get_json()["error"]["code"] == "database_unavailable" and single.headers["Retry-After"]
     finally:
         app.extensions["ml_service"].close()

@@ -39,7 +39,9 @@ def test_responses_are_what_the_documented_schemas_dump(client):
     single = client.get(f"/api/recommendations/{users[0]}?limit=5&offset=1").get_json()
     assert single == RecommendationsSchema().dump(results[users[0]])
     batch = client.post("/api/recommendations/batch", json={"user_ids": [str(u) for u in users], "limit": 5, "offset": 1})
-    expected = {"results": {str(u): page for u, page in results.items()}, "total_users": 3, "degraded": []}
+    expected = {
+        "results": {str(u): page for u, page in results.items()}, "total_users": 3, "degraded": [], "model_version": 1
+    }
     assert batch.get_json() == BatchResponseSchema().dump(expected)
     # MovieLens has no cover images: the pages also carry the null path.
     assert all(item["cover_url"] is None for item in single["recommendations"]) and single["count"] == 5

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import psycopg
 
-from ml_service.config import DatabaseUrls
+from settings import DatabaseUrls
 
 _interaction_ids = itertools.count(1)
 T0 = datetime(2024, 1, 1)

@@ -4,8 +4,8 @@ import psycopg
 import pytest
 
 from database.catalog_repository import CatalogRepository
-from ml_service.__main__ import run_refresh
 from ml_service.app import build_runtime
+from ml_service.jobs import run_refresh
 from services.recommendation_service import DELETED_SLACK
 from tests.conftest import settings_for
 from tests.db.helpers import add_interactions, add_media, new_id

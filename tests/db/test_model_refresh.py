@@ -1,16 +1,19 @@
-"""The refresh job and the model tables: what it computes, and that a swap is atomic."""
+"""The refresh job and the model tables: what it computes, what it refuses, history and rollback."""
 
-import threading
+import dataclasses
+import os
 
 import numpy as np
 import psycopg
 import pytest
 
+from database import model_repository
 from database.catalog_repository import CatalogRepository
 from database.engagement_repository import EngagementRepository
-from database.model_repository import ModelRepository, RefreshInProgress, REFRESH_LOCK_KEY
+from database.model_repository import REFRESH_LOCK_KEY, ModelRepository, NoSuchModel, RefreshInProgress
 from database.pools import open_databases
-from services.refresh import refresh
+from database.schema import apply_schema
+from services.refresh import Guard, ModelRejected, RefreshFailed, refresh
 from tests.conftest import settings_for
 from tests.db.helpers import add_interactions, add_media, new_id
 
@@ -22,7 +25,7 @@ def databases(db_urls):
     databases.close()
 
 
-def run_refresh(databases, k=50, half_life_days=365.0):
+def run_refresh(databases, k=50, half_life_days=365.0, guard=Guard(), keep=3):
     return refresh(
         CatalogRepository(databases.catalog),
         EngagementRepository(databases.engagement),
@@ -30,6 +33,8 @@ def run_refresh(databases, k=50, half_life_days=365.0):
         neighbours_k=k,
         half_life_days=half_life_days,
         progress=False,
+        guard=guard,
+        keep=keep,
     )
 
 
@@ -109,56 +114,146 @@ def test_deleted_media_are_left_out_of_the_model(db_urls, databases):
     assert len(model.neighbour_idx) == 0
 
 
-def test_a_refresh_on_empty_databases_publishes_an_empty_model(databases):
-    assert ModelRepository(databases.model).load() is None
-    assert ModelRepository(databases.model).current_version() is None
-    run_refresh(databases)
-    model = ModelRepository(databases.model).load()
+def test_an_empty_model_is_refused_unless_forced(databases):
+    models = ModelRepository(databases.model)
+    with pytest.raises(ModelRejected, match=r"no media \(catalog_db has no live media\); nothing was published"):
+        run_refresh(databases)
+    assert models.serving_version() is None and models.load() is None
+    assert run_refresh(databases, guard=Guard(force=True)) == 1
+    model = models.load()
     assert model.info.version == 1 and len(model.media_ids) == 0
 
 
-def test_refresh_replaces_the_model_and_leaves_no_build_tables(db_urls, databases):
-    a, b, user = new_id(), new_id(), new_id()
-    add_media(db_urls, a)
-    run_refresh(databases)
-    add_media(db_urls, b)
-    add_interactions(db_urls, [(user, a, "WATCH", 4.0), (user, b, "WATCH", 4.0)])
-    assert run_refresh(databases) == 2
-    repository = ModelRepository(databases.model)
-    assert repository.current_version() == 2
-    assert len(repository.load().media_ids) == 2
+def test_a_model_that_lost_too_many_media_or_interactions_is_refused(db_urls, databases):
+    media = [new_id() for _ in range(4)]
+    for m in media:
+        add_media(db_urls, m)
+    users = [new_id() for _ in range(4)]
+    add_interactions(db_urls, [(u, m, "WATCH", 4.0) for u in users for m in media])
+    assert run_refresh(databases) == 1
+    with psycopg.connect(db_urls.catalog) as conn:  # 3 of 4 media deleted: 75 % fewer
+        conn.execute("UPDATE medias SET deleted_at = now() WHERE id = ANY(%s)", (media[1:],))
+    with pytest.raises(ModelRejected, match=r"1 media, 75% fewer than the serving model \(version 1: 4\); "
+                       r"MODEL_MAX_SHRINK allows 50%; nothing was published \(--force publishes it anyway\)"):
+        run_refresh(databases)
+    assert run_refresh(databases, guard=Guard(max_shrink=0.8)) == 2  # a looser limit lets it through
+    with psycopg.connect(db_urls.catalog) as conn:
+        conn.execute("UPDATE medias SET deleted_at = NULL")
+    assert run_refresh(databases) == 3  # growing is always fine
+    with psycopg.connect(db_urls.engagement) as conn:  # 16 interactions down to 4 (the media all stay)
+        conn.execute("DELETE FROM interaction WHERE user_id <> %s", (users[0],))
+    with pytest.raises(ModelRejected, match=r"4 interactions, 75% fewer than the serving model \(version 3: 16\)"):
+        run_refresh(databases)
+    assert ModelRepository(databases.model).serving_version() == 3
+    assert run_refresh(databases, guard=Guard(force=True)) == 4
+
+
+def test_publishing_keeps_the_last_models_and_drops_older_ones(db_urls, databases):
+    for _ in range(4):
+        add_media(db_urls, new_id())
+        run_refresh(databases, keep=3)
+    builds, serving = ModelRepository(databases.model).builds()
+    assert [info.version for info in builds] == [4, 3, 2] and serving == 4
+    assert [info.media_count for info in builds] == [4, 3, 2]
     with psycopg.connect(db_urls.model) as conn:
         tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'ml'")}
-        builds = conn.execute("SELECT version, interactions_count FROM ml.model_builds ORDER BY version").fetchall()
-    assert tables == {"model_builds", "model_media", "media_neighbours"}
-    assert builds == [(1, 0), (2, 2)]
+    assert tables == {"model_builds", "serving"} | {f"{t}_{v}" for t in ("model_media", "media_neighbours") for v in (2, 3, 4)}
 
 
-def test_a_reader_holding_the_model_sees_the_old_one_until_it_finishes(db_urls, databases):
-    a = new_id()
-    add_media(db_urls, a)
-    run_refresh(databases)
+def test_rollback_serves_an_earlier_model_and_a_refresh_then_publishes_a_new_one(db_urls, databases):
+    for _ in range(3):
+        add_media(db_urls, new_id())
+        run_refresh(databases)
+    models = ModelRepository(databases.model)
+    with models.refresh_lock() as writer:
+        assert writer.rollback() == (3, 2)
+    assert models.serving_version() == 2 and len(models.load().media_ids) == 2
+    with models.refresh_lock() as writer:
+        assert writer.rollback(1) == (2, 1)
+        with pytest.raises(NoSuchModel, match=r"version 7 is not kept \(kept: 3, 2, 1\)"):
+            writer.rollback(7)
+        with pytest.raises(NoSuchModel, match="no model older than the serving version 1 is kept"):
+            writer.rollback()
+    assert models.load().info.version == 1
     add_media(db_urls, new_id())
-    reader = psycopg.connect(db_urls.model)
-    reader.execute("LOCK TABLE ml.model_builds, ml.model_media, ml.media_neighbours IN ACCESS SHARE MODE")
-    done = threading.Event()
-    thread = threading.Thread(target=lambda: (run_refresh(databases), done.set()))
-    thread.start()
+    assert run_refresh(databases, keep=2) == 4  # versions are never reused
+    builds, serving = models.builds()
+    assert [info.version for info in builds] == [4, 3] and serving == 4
+
+
+def test_a_worker_still_loading_an_old_model_keeps_its_tables_until_a_later_publish(db_urls, databases, monkeypatch):
+    monkeypatch.setattr(model_repository, "PRUNE_LOCK_TIMEOUT", "100ms")
+    add_media(db_urls, new_id())
+    run_refresh(databases)
+    reader = psycopg.connect(db_urls.model)  # a worker part-way through loading version 1
+    reader.execute("LOCK TABLE ml.model_media_1, ml.media_neighbours_1 IN ACCESS SHARE MODE")
     try:
-        assert not done.wait(1.5), "the swap must wait for the reader"
-        # Mid-refresh, the reader still sees the complete old model.
-        assert reader.execute("SELECT count(*) FROM ml.model_media").fetchone()[0] == 1
-        assert reader.execute("SELECT max(version) FROM ml.model_builds").fetchone()[0] == 1
+        add_media(db_urls, new_id())
+        assert run_refresh(databases, keep=1) == 2  # published, version 1 left in place
+        assert reader.execute("SELECT count(*) FROM ml.model_media_1").fetchone()[0] == 1
     finally:
-        reader.rollback()
         reader.close()
-    thread.join(30)
-    assert done.is_set()
-    assert len(ModelRepository(databases.model).load().media_ids) == 2
+    assert ModelRepository(databases.model).serving_version() == 2
+    add_media(db_urls, new_id())
+    run_refresh(databases, keep=1)
+    assert [info.version for info in ModelRepository(databases.model).builds()[0]] == [3]
 
 
-def test_a_second_concurrent_refresh_is_refused(db_urls, databases):
-    with psycopg.connect(db_urls.model, autocommit=True) as other:
+class UnreadCatalog:
+    """A catalog a refresh must not read."""
+
+    def live_media_genres(self):
+        raise AssertionError("the refresh read the catalog while another refresh held the lock")
+
+
+def test_a_second_refresh_is_refused_at_once_naming_the_running_one(db_urls, databases):
+    with psycopg.connect(db_urls.model, autocommit=True, application_name="ml-service refresh (host-a, pid 42)") as other:
         other.execute("SELECT pg_advisory_lock(%s)", (REFRESH_LOCK_KEY,))
+        with pytest.raises(RefreshFailed, match=r"another refresh or rollback is running: 'ml-service refresh "
+                           r"\(host-a, pid 42\)' .*server pid \d+, connected since"):
+            refresh(UnreadCatalog(), EngagementRepository(databases.engagement), ModelRepository(databases.model),
+                    neighbours_k=5, half_life_days=1.0, progress=False)
         with pytest.raises(RefreshInProgress):
-            run_refresh(databases)
+            with ModelRepository(databases.model).refresh_lock():
+                pass
+    add_media(db_urls, new_id())
+    assert run_refresh(databases) == 1  # the lock went with the other session
+
+
+def test_a_model_published_before_versioned_tables_is_kept_and_serves(pg_server, db_urls):
+    """init-db on a model database of the earlier layout (one ml.model_media, ml.media_neighbours)."""
+    model_url = pg_server.create_database(f"legacy_{os.getpid()}_{new_id().hex[:6]}")
+    try:
+        with psycopg.connect(model_url, autocommit=True) as conn:
+            conn.execute(LEGACY_MODEL_SQL)
+            conn.execute("INSERT INTO ml.model_builds VALUES (6, now(), 0, 0, 2, 1, NULL, 0.5)")
+            conn.execute("INSERT INTO ml.model_media VALUES (0, %s, 1, '{Drama}'), (1, %s, 2, '{}')", (new_id(), new_id()))
+            conn.execute("INSERT INTO ml.media_neighbours VALUES (0, 1, 0.5)")
+        urls = dataclasses.replace(db_urls, model=model_url)
+        apply_schema(urls)
+        apply_schema(urls)  # idempotent
+        databases = open_databases(settings_for(urls), statement_timeout_ms=0)
+        try:
+            model = ModelRepository(databases.model).load()
+            assert model.info.version == 6 and len(model.media_ids) == 2 and len(model.neighbour_idx) == 1
+            add_media(db_urls, new_id())
+            add_media(db_urls, new_id())
+            assert run_refresh(databases) == 7
+            assert [info.version for info in ModelRepository(databases.model).builds()[0]] == [7, 6]
+        finally:
+            databases.close()
+    finally:
+        pg_server.drop_database(model_url.rsplit("/", 1)[-1].split("?")[0])
+
+
+# database/schema/model.sql as it was before versioned tables.
+LEGACY_MODEL_SQL = """
+CREATE SCHEMA ml;
+CREATE TABLE ml.model_builds (version bigint PRIMARY KEY, built_at timestamptz NOT NULL DEFAULT now(),
+    interactions_count bigint NOT NULL, users_count bigint NOT NULL, media_count bigint NOT NULL,
+    neighbours_count bigint NOT NULL, newest_interaction timestamp, build_seconds double precision NOT NULL);
+CREATE TABLE ml.model_media (idx int PRIMARY KEY, media_id uuid NOT NULL UNIQUE, popularity real NOT NULL,
+    genres text[] NOT NULL);
+CREATE TABLE ml.media_neighbours (media_idx int NOT NULL, neighbour_idx int NOT NULL, similarity real NOT NULL,
+    PRIMARY KEY (media_idx, neighbour_idx));
+"""

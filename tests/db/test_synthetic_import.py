@@ -3,7 +3,8 @@
 import psycopg
 import pytest
 
-from ml_service.__main__ import main, run_refresh
+from ml_service.__main__ import main
+from ml_service.jobs import run_refresh
 from services.synthetic import generate_synthetic
 from tests.conftest import database_env, settings_for
 

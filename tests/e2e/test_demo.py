@@ -1,15 +1,19 @@
 """`python -m ml_service demo` (what `make demo` runs) serves real recommendations."""
 
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 
+import psycopg
 import pytest
 import requests
 
 from services.movielens_import import user_uuid
-from tests.conftest import ROOT, free_port, wait_for_http
+from tests.conftest import ROOT, database_env, free_port, wait_for_http
+from tests.db.helpers import add_media, new_id
 
 pytestmark = pytest.mark.e2e
 
@@ -20,7 +24,7 @@ def test_demo_serves_ten_recommendations_for_a_movielens_user(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.endswith("_DB_URL")}
     with log.open("w") as out:
         demo = subprocess.Popen(
-            [sys.executable, "-m", "ml_service", "demo", "--pgdata", str(tmp_path / "pg"), "--bind", f"127.0.0.1:{port}"],
+            [sys.executable, "-m", "ml_service", "demo", "--pgdata", str(tmp_path / "pg"), "--port", str(port)],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )
     try:
@@ -28,10 +32,52 @@ def test_demo_serves_ten_recommendations_for_a_movielens_user(tmp_path):
         body = requests.get(f"http://127.0.0.1:{port}/api/recommendations/{user_uuid(1)}", timeout=10).json()
         assert body["count"] == 10
         assert {item["source"] for item in body["recommendations"]} == {"hybrid"}
-        assert f"curl -s 'http://127.0.0.1:{port}/api/recommendations/{user_uuid(1)}" in log.read_text()
+        printed = log.read_text()
+        assert f"curl -s 'http://127.0.0.1:{port}/api/recommendations/{user_uuid(1)}" in printed
+        # The databases it writes to, named before anything is written.
+        for name in ("user_db", "catalog_db", "engagement_db"):
+            assert re.search(rf"^  {name} +postgresql://\S+/{name}\?host=", printed, re.MULTILINE), printed
     finally:
         demo.send_signal(signal.SIGINT)
         code = demo.wait(60)
     assert code == 0, log.read_text()
     # Ctrl-C stops Gunicorn and the embedded PostgreSQL with it.
     assert not (tmp_path / "pg" / "postmaster.pid").exists()
+
+
+def run_demo(*args, env):
+    return subprocess.run(
+        [sys.executable, "-m", "ml_service", "demo", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_a_busy_port_fails_the_demo_before_anything_is_set_up(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_DB_URL")}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = run_demo("--pgdata", str(tmp_path / "pg"), "--port", str(port), env=env)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == (
+        f"ml-service demo: cannot serve on 127.0.0.1:{port}: Address already in use; choose another port "
+        "(make demo PORT=5050, or --port 5050)"
+    )
+    assert not (tmp_path / "pg").exists() and result.stdout == ""
+
+
+def test_the_demo_refuses_external_databases_that_hold_data(db_urls, tmp_path):
+    add_media(db_urls, new_id())
+    env = {**{k: v for k, v in os.environ.items() if not k.endswith("_DB_URL")}, **database_env(db_urls)}
+    result = run_demo("--port", str(free_port()), env=env)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip() == (
+        "ml-service demo: the databases named by *_DB_URL hold data (catalog_db: medias); the demo would import "
+        "MovieLens and publish a model into them. Use empty databases, unset *_DB_URL for an embedded server, "
+        "or pass --yes"
+    )
+    with psycopg.connect(db_urls.catalog) as conn:
+        assert conn.execute("SELECT count(*) FROM medias").fetchone()[0] == 1
+    with psycopg.connect(db_urls.engagement) as conn:
+        assert conn.execute("SELECT count(*) FROM interaction").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM ml.model_builds").fetchone()[0] == 0

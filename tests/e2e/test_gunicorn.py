@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from ml_service.config import DatabaseUrls
 from services.movielens_import import user_uuid
+from settings import DatabaseUrls
 from tests.conftest import free_port, serving, start_gunicorn, wait_for_http
 
 pytestmark = pytest.mark.e2e

@@ -10,9 +10,9 @@ import time
 import pytest
 import requests
 
-from ml_service.liveness import STUCK_GRACE, Liveness
-from ml_service.config import Settings
 from ml_service.app import create_app
+from ml_service.liveness import STUCK_GRACE, Liveness
+from settings import Settings
 from tests.conftest import free_port, settings_for, start_gunicorn, wait_for_http
 
 pytestmark = pytest.mark.e2e

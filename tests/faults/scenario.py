@@ -24,7 +24,7 @@ from typing import Callable
 import requests
 
 from database.schema import apply_schema
-from ml_service.config import DatabaseUrls, Settings
+from settings import DatabaseUrls, Settings
 from tests.faults.hosts import NetnsPostgres
 
 DATABASES = ("user_db", "catalog_db", "engagement_db")
@@ -170,7 +170,7 @@ class Stack:
         self.log = root / "gunicorn.log"
 
     def __enter__(self) -> "Stack":
-        from ml_service.__main__ import run_refresh
+        from ml_service.jobs import run_refresh
         from tests.conftest import free_port, start_gunicorn, wait_for_http
         from tests.resilience.dataset import fill
 

@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from database.schema import apply_schema
-from ml_service.__main__ import run_refresh
+from ml_service.jobs import run_refresh
 from tests.conftest import settings_for
 from tests.resilience.dataset import fill
 

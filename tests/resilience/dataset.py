@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 
-from ml_service.config import DatabaseUrls
+from settings import DatabaseUrls
 from tests.db.helpers import add_interactions, add_media, add_user
 
 USER = uuid.UUID("00000000-0000-4000-8000-00000000000a")

@@ -9,8 +9,8 @@ import time
 import pytest
 
 from ml_service.app import create_app
-from ml_service.config import DatabaseUrls
 from services.movielens_import import user_uuid
+from settings import DatabaseUrls
 from tests.conftest import free_port, settings_for
 
 CLOSED = DatabaseUrls(*(["postgresql://nobody@127.0.0.1:1/none"] * 4))
@@ -145,14 +145,14 @@ def test_security_headers_on_every_response(make_client):
 
 
 def test_a_malformed_rate_limit_fails_at_start_up():
-    from ml_service.config import ConfigError, Settings
+    from settings import ConfigError, Settings
 
     with pytest.raises(ConfigError, match="RATE_LIMIT"):
         Settings.from_env({"USER_DB_URL": "u", "CATALOG_DB_URL": "c", "ENGAGEMENT_DB_URL": "e", "RATE_LIMIT": "lots"})
 
 
 def test_access_settings_are_read_from_the_environment():
-    from ml_service.config import Settings
+    from settings import Settings
 
     settings = Settings.from_env(
         {

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 
 from ml_service.app import create_app
-from ml_service.config import Settings
+from settings import Settings
 from tests.conftest import settings_for
 from tests.resilience.dataset import USER, assert_without_user_db
 

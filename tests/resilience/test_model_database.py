@@ -14,15 +14,15 @@ import time
 import pytest
 import requests
 
-from database.schema import apply_schema
-from ml_service.__main__ import run_refresh
-from ml_service.config import DatabaseUrls
 from database.catalog_repository import CatalogRepository
 from database.engagement_repository import EngagementRepository
 from database.model_repository import ModelRepository
 from database.pools import Unavailable, open_databases
+from database.schema import apply_schema
 from ml_service.app import build_runtime
+from ml_service.jobs import run_refresh
 from services.refresh import RefreshFailed, refresh
+from settings import DatabaseUrls
 from tests.conftest import free_port, settings_for, start_gunicorn, wait_for_http
 from tests.faults.scenario import Traffic, wait_for_full_service
 from tests.resilience.dataset import USER, assert_full_service, assert_without_engagement_db, fill
@@ -131,7 +131,7 @@ def test_engagement_db_dying_mid_refresh_fails_clearly_and_publishes_nothing(ser
     server_map, urls = servers
     databases = open_databases(settings_for(urls), statement_timeout_ms=0, pool_timeout=10.0)
     models = ModelRepository(databases.model)
-    published = models.current_version()
+    published = models.serving_version()
     started = time.monotonic()
     try:
         with pytest.raises(RefreshFailed, match=f"^{failed_step} failed: .*; nothing was published$"):
@@ -149,6 +149,6 @@ def test_engagement_db_dying_mid_refresh_fails_clearly_and_publishes_nothing(ser
         databases.close()
     databases = open_databases(settings_for(urls), statement_timeout_ms=0)
     try:
-        assert ModelRepository(databases.model).current_version() == published
+        assert ModelRepository(databases.model).serving_version() == published
     finally:
         databases.close()

@@ -8,8 +8,8 @@ import yaml
 from psycopg.conninfo import conninfo_to_dict
 
 from database.schema import SCHEMA_FILES
-from ml_service.config import SETTING_NAMES, Settings
 from ml_service.openapi import build_spec
+from settings import SETTING_NAMES, Settings
 from tests.conftest import ROOT
 from tests.unit.test_env_example import parse_env_file, variables_read_by_code
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ml_service.config import ConfigError, Settings
+from settings import ConfigError, Settings
 
 URLS = {"USER_DB_URL": "postgresql:///u", "CATALOG_DB_URL": "postgresql:///c", "ENGAGEMENT_DB_URL": "postgresql:///e"}
 

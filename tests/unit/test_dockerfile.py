@@ -87,19 +87,22 @@ def test_the_image_gets_every_package_the_service_imports():
     copied = {shlex.split(args)[0].rstrip("/") for keyword, args in steps if keyword == "COPY" and "--from" not in args}
     for source in copied:
         assert (ROOT / source).exists() and _dockerignore_allows(source), source
-    local = {p.name for p in ROOT.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    # Top-level packages (directories) and modules (settings.py), by the name they are imported as.
+    local = {p.name: p.name for p in ROOT.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    local |= {p.stem: p.name for p in ROOT.glob("*.py")}
     needed, todo = set(), ["ml_service"]
     while todo:
         package = todo.pop()
-        if package in needed:
+        if local[package] in needed:
             continue
-        needed.add(package)
-        for path in (ROOT / package).rglob("*.py"):
+        needed.add(local[package])
+        source = ROOT / local[package]
+        for path in source.rglob("*.py") if source.is_dir() else [source]:
             for node in ast.walk(ast.parse(path.read_text())):
                 names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
                     [node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 else []
                 )
-                todo += [n.split(".")[0] for n in names if n.split(".")[0] in local - {"tests"}]
+                todo += [n.split(".")[0] for n in names if n.split(".")[0] in set(local) - {"tests"}]
     assert needed <= copied - {"requirements.txt", "/tmp/requirements.txt"}, f"not copied into the image: {needed - copied}"
     assert not _dockerignore_allows(".venv") and not _dockerignore_allows(".env") and not _dockerignore_allows("tests")
     assert _dockerignore_allows("ml_service/app.py") and not _dockerignore_allows("ml_service/__pycache__/app.pyc")

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from ml_service.config import SETTING_NAMES, Settings
+from settings import SETTING_NAMES, Settings
 from tests.conftest import ROOT
 
 # os.environ["X"], os.environ.get("X"), os.getenv("X"), env["X"], env.get("X") with a literal name.
@@ -72,7 +72,7 @@ def test_the_example_values_are_valid_and_are_the_code_defaults(example):
     env = {name: value for name, (value, _) in example.items()}
     settings = Settings.from_env(env)
     defaults = Settings(databases=settings.databases)
-    assert settings == defaults, "a value in .env.example differs from the default in ml_service/config.py"
+    assert settings == defaults, "a value in .env.example differs from the default in settings.py"
     assert settings.databases.model == settings.databases.engagement  # empty MODEL_DB_URL
     for name in ("GUNICORN_WORKERS", "GUNICORN_THREADS", "GUNICORN_TIMEOUT"):
         assert int(env[name]) > 0

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from services.scoring import (
-    MIN_HYBRID_SCORE, POPULARITY_TIEBREAK, Weights, centred_weights, media_indices, rank_for_user, user_signals,
+    MIN_HYBRID_SCORE,
+    POPULARITY_TIEBREAK,
+    Weights,
+    centred_weights,
+    media_indices,
+    rank_for_user,
+    user_signals,
 )
 from tests.unit.model_factory import make_history, make_model
 

@@ -1,10 +1,17 @@
-"""Settings: one frozen dataclass built from the environment."""
+"""Settings: one frozen dataclass built from the environment.
+
+A top-level module, so that every layer (database, services, the web app, the jobs) imports it
+without importing the layers above it.
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, fields
 from typing import Mapping
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
 
 
 class ConfigError(ValueError):
@@ -53,8 +60,14 @@ class Settings:
     # Popularity counts a positive interaction with weight 0.5 ** (age / half-life), the age
     # measured from the newest interaction in the data, not from the wall clock.
     popularity_half_life_days: float = 365.0
-    # Seconds between a worker's checks for a newer model in the database.
-    model_reload_interval: float = 30.0
+    # Seconds between a worker's checks of which model serves (ml.serving): a refresh or a
+    # rollback reaches every worker within this, with or without traffic.
+    model_reload_interval: float = 10.0
+    # A refresh refuses to publish a model that has lost more than this share of the serving
+    # model's media or interactions (or has none), unless run with --force.
+    model_max_shrink: float = 0.5
+    # Published models kept in the model database for `rollback` (the serving one is always kept).
+    model_keep: int = 3
     # A loaded model built longer ago than this (hours) is reported as degraded "model_stale"
     # (the refresh job is not running); 0 turns the check off.
     model_max_age_hours: float = 0.0
@@ -70,6 +83,9 @@ class Settings:
     # Comma-separated origins allowed by CORS (e.g. https://app.example.com); empty: no CORS headers.
     cors_origins: str = ""
     log_level: str = "INFO"
+    # How the offline commands (refresh, import, ...) log: "text" lines or "json" objects as
+    # the service writes them. Gunicorn always logs JSON.
+    log_format: str = "text"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -109,8 +125,11 @@ class Settings:
             raise ConfigError("HISTORY_WEIGHTING must be centred or raw")
         if self.popularity_half_life_days <= 0:
             raise ConfigError("POPULARITY_HALF_LIFE_DAYS must be > 0")
-        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-            raise ConfigError(f"LOG_LEVEL={self.log_level!r} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        logging_options({"LOG_LEVEL": self.log_level, "LOG_FORMAT": self.log_format})
+        if not 0 <= self.model_max_shrink <= 1 or self.model_keep < 1:
+            raise ConfigError("need 0 <= MODEL_MAX_SHRINK <= 1 and MODEL_KEEP >= 1")
+        if self.model_reload_interval <= 0:
+            raise ConfigError("MODEL_RELOAD_INTERVAL must be > 0")
         if self.request_deadline_ms < 100:
             raise ConfigError("REQUEST_DEADLINE_MS must be >= 100")
         if self.db_probe_interval <= 0 or self.model_max_age_hours < 0:
@@ -132,6 +151,18 @@ class Settings:
     def cors_origin_list(self) -> tuple[str, ...]:
         """The origins CORS allows."""
         return _split(self.cors_origins)
+
+
+def logging_options(env: Mapping[str, str]) -> tuple[str, str]:
+    """(level, format) from LOG_LEVEL and LOG_FORMAT in `env`, checked: what a command needs to
+    log before (or without) the rest of the settings."""
+    level = (env.get("LOG_LEVEL") or Settings.log_level).upper()
+    log_format = env.get("LOG_FORMAT") or Settings.log_format
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"LOG_LEVEL={level!r} is not one of {', '.join(LOG_LEVELS)}")
+    if log_format not in LOG_FORMATS:
+        raise ConfigError(f"LOG_FORMAT={log_format!r} is not one of {', '.join(LOG_FORMATS)}")
+    return level, log_format
 
 
 def _split(value: str) -> tuple[str, ...]:

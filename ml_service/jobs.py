@@ -1,0 +1,112 @@
+"""The offline jobs, wired to their settings in one place (as app.py wires the web service).
+
+The command line (ml_service/__main__.py), the demo, the evaluation and the tests call these.
+Each opens the databases it needs for the one job and closes them at its end; connections
+are named after the job and the machine (`application_name`), so that a DBA, or a second
+refresh refused by the refresh lock, can tell who is running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import socket
+from pathlib import Path
+from typing import Iterator
+
+from database.catalog_repository import CatalogRepository
+from database.engagement_repository import EngagementRepository
+from database.model_repository import ModelRepository
+from database.pools import Databases, open_databases
+from database.records import ModelInfo
+from database.schema import apply_schema
+from services import refresh as refresh_job
+from settings import DatabaseUrls, Settings
+
+# Seconds an offline job waits for a database connection (it fails at once when the server
+# refuses connections; this bounds a server that does not answer at all).
+OFFLINE_CONNECT_WAIT = 10.0
+
+
+@contextlib.contextmanager
+def offline_databases(settings: Settings, job: str) -> Iterator[Databases]:
+    """Pools for one offline job: no statement timeout (a refresh reads every interaction), and
+    no connection opened before the job asks for one (`models` never connects to catalog_db)."""
+    databases = open_databases(
+        dataclasses.replace(settings, pool_min_size=0),
+        statement_timeout_ms=0,
+        pool_timeout=OFFLINE_CONNECT_WAIT,
+        application_name=f"ml-service {job} ({socket.gethostname()}, pid {os.getpid()})",
+    )
+    try:
+        yield databases
+    finally:
+        databases.close()
+
+
+def init_db(urls: DatabaseUrls, sources: bool = False) -> list[str]:
+    """Create the model schema (and with `sources` the source tables too); the files applied."""
+    return apply_schema(urls, sources=sources)
+
+
+def run_refresh(settings: Settings, progress: bool = False, force: bool = False) -> int:
+    """Build and publish a model with the databases in `settings`; returns its version.
+
+    Raises services.refresh.RefreshFailed (or its ModelRejected) when nothing was published.
+    """
+    with offline_databases(settings, "refresh") as databases:
+        return refresh_job.refresh(
+            CatalogRepository(databases.catalog),
+            EngagementRepository(databases.engagement),
+            ModelRepository(databases.model),
+            neighbours_k=settings.neighbours_k,
+            user_damping=settings.neighbours_user_damping,
+            shrinkage=settings.neighbours_shrinkage,
+            half_life_days=settings.popularity_half_life_days,
+            progress=progress,
+            guard=refresh_job.Guard(max_shrink=settings.model_max_shrink, force=force),
+            keep=settings.model_keep,
+        )
+
+
+def model_history(settings: Settings) -> tuple[list[ModelInfo], int | None]:
+    """The kept models, newest first, and the serving version."""
+    with offline_databases(settings, "models") as databases:
+        return ModelRepository(databases.model).builds()
+
+
+def rollback(settings: Settings, version: int | None = None) -> tuple[int, int]:
+    """Serve an earlier kept model (default: the one before the serving one); (from, to).
+
+    Raises RefreshInProgress while a refresh runs, NoSuchModel for a version that is not kept.
+    """
+    with offline_databases(settings, "rollback") as databases:
+        with ModelRepository(databases.model).refresh_lock() as writer:
+            return writer.rollback(version)
+
+
+def evaluate(data_dir: Path, k: int, out_dir: Path | None, pgdata: Path, progress: bool = False) -> dict:
+    """The offline evaluation, our model served through the production path (see services/evaluation/run.py)."""
+    from ml_service.app import build_runtime
+    from services.evaluation.run import evaluate as run_evaluation
+
+    @contextlib.contextmanager
+    def served(urls: DatabaseUrls):
+        # The service's settings from the environment (tuning knobs included), on the eval databases.
+        env = {
+            **os.environ,
+            "USER_DB_URL": urls.user,
+            "CATALOG_DB_URL": urls.catalog,
+            "ENGAGEMENT_DB_URL": urls.engagement,
+            "MODEL_DB_URL": urls.model,
+        }
+        settings = Settings.from_env(env)
+        run_refresh(settings, progress)
+        runtime = build_runtime(settings)
+        try:
+            yield runtime.recommender
+        finally:
+            runtime.close()
+
+    return run_evaluation(data_dir, k, out_dir, pgdata, served, progress)
