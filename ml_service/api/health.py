@@ -30,7 +30,7 @@ def health():
 
 @bp.get("/health/ready")
 def ready():
-    """Can this worker answer recommendation requests? (README "Readiness" says exactly what each answer means.)
+    """Can this worker answer recommendation requests, and with what? (README: Operations, Readiness.)
 
     200 "ready": every database answered SELECT 1 and a model is loaded (not stale, not empty).
     200 "degraded": answers come, without what `degraded` lists (user_db, engagement_db,

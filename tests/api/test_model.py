@@ -1,9 +1,14 @@
 """Which model answered: GET /api/model, and the version every recommendation carries."""
 
+import os
+
 import psycopg
 
+from ml_service.app import create_app
+from ml_service.jobs import run_refresh
 from services.movielens_import import user_uuid
 from tests.api.conftest import check_documented
+from tests.conftest import settings_for
 
 
 def test_the_serving_model_is_described_as_the_model_database_records_it(client, movielens_urls, spec):
@@ -35,3 +40,20 @@ def test_every_recommendation_answer_names_the_model_that_ranked_it(client, spec
         assert response.headers["X-Model-Version"] == str(version)
         assert response.get_json()["model_version"] == version
     assert {page["model_version"] for page in batch.get_json()["results"].values()} == {version}
+
+
+def test_a_forced_empty_model_leaves_the_worker_degraded(pg_server, schema_template):
+    """Only --force publishes a model without media; readiness then says model_empty."""
+    prefix = f"empty_model_{os.getpid()}"
+    urls = pg_server.create_urls(prefix, schema_template)
+    try:
+        assert run_refresh(settings_for(urls), force=True) == 1
+        app = create_app(settings_for(urls))
+        try:
+            ready = app.test_client().get("/health/ready")
+            assert ready.status_code == 200 and ready.get_json()["degraded"] == ["model_empty"]
+            assert ready.get_json()["checks"]["model"] == "empty" and ready.get_json()["status"] == "degraded"
+        finally:
+            app.extensions["ml_service"].close()
+    finally:
+        pg_server.drop_urls(prefix)
