@@ -8,7 +8,8 @@
   live in each worker's memory (N workers then allow N times the limit: gunicorn.conf.py
   warns at start), or in Redis when RATE_LIMIT_STORAGE_URL is set (shared by every worker
   and instance; if Redis fails, the workers fall back to memory).
-- CORS_ORIGINS set: those origins may call /api/ from a browser (GET, POST, X-API-Key).
+- CORS_ORIGINS set: those origins may call /api/ from a browser (GET, POST, X-API-Key,
+  X-Request-ID) and read X-Model-Version, X-Request-ID and Retry-After.
 - Every response carries headers that keep browsers from sniffing, framing or caching it.
 - JSON nested deeper than the parser's recursion limit is a 400, like any other invalid JSON.
 """
@@ -77,7 +78,9 @@ def register_security(app: Flask, settings: Settings) -> None:
             app,
             resources={r"/api/*": {"origins": list(settings.cors_origin_list)}},
             methods=["GET", "POST"],
-            allow_headers=["Content-Type", "X-API-Key"],
+            allow_headers=["Content-Type", "X-API-Key", "X-Request-ID"],
+            # Readable by the browser code: which model answered, the request id, when to retry.
+            expose_headers=["X-Model-Version", "X-Request-ID", "Retry-After"],
             max_age=600,
         )
 

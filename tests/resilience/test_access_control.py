@@ -110,6 +110,8 @@ def test_cors_allows_only_configured_origins(make_client):
     client = make_client(api_keys="k", cors_origins="https://app.example.com")
     allowed = client.get(BAD_ID, headers={"Origin": "https://app.example.com", "X-API-Key": "k"})
     assert allowed.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+    exposed = {h.strip().lower() for h in allowed.headers["Access-Control-Expose-Headers"].split(",")}
+    assert exposed == {"x-model-version", "x-request-id", "retry-after"}
     other = client.get(BAD_ID, headers={"Origin": "https://evil.example", "X-API-Key": "k"})
     assert "Access-Control-Allow-Origin" not in other.headers
     preflight = client.options(
@@ -117,11 +119,12 @@ def test_cors_allows_only_configured_origins(make_client):
         headers={
             "Origin": "https://app.example.com",
             "Access-Control-Request-Method": "GET",
-            "Access-Control-Request-Headers": "X-API-Key",
+            "Access-Control-Request-Headers": "X-API-Key, X-Request-ID",
         },
     )
     assert preflight.status_code == 200
-    assert "x-api-key" in preflight.headers["Access-Control-Allow-Headers"].lower()
+    allowed_headers = preflight.headers["Access-Control-Allow-Headers"].lower()
+    assert "x-api-key" in allowed_headers and "x-request-id" in allowed_headers
 
 
 def test_without_cors_origins_no_cors_headers(make_client):
