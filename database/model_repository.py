@@ -188,7 +188,7 @@ class ModelRepository:
         return model
 
     @contextlib.contextmanager
-    def refresh_lock(self, holder: str = "") -> Iterator[ModelWriter]:
+    def refresh_lock(self) -> Iterator[ModelWriter]:
         """Hold the refresh lock for the body, on one connection that also writes the model.
 
         Raises RefreshInProgress at once when another session holds it, naming that session
