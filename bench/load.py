@@ -18,16 +18,27 @@ from pathlib import Path
 
 import aiohttp
 
-SCENARIOS = ("health", "single", "batch", "live_sql")
+SCENARIOS = ("health", "single", "batch", "live_sql", "filtered", "excluded")
 BATCH_SIZE = 50
+# A row of the "filtered" scenario: genres both data sets have, and a range of years.
+FILTERED_ROW = "genres=Comedy&genres=Romance&release_year_min=1990&release_year_max=2009"
+# Media ids a page already shows, left out in the "excluded" scenario.
+EXCLUDED_PER_REQUEST = 20
 
 
-def request_for(scenario: str, ids: list[str], rng: random.Random) -> tuple[str, str, dict | None]:
-    """(method, path, JSON body) of one request of `scenario` with random real user ids."""
+def request_for(
+    scenario: str, ids: list[str], rng: random.Random, media: list[str] = ()
+) -> tuple[str, str, dict | None]:
+    """(method, path, JSON body) of one request of `scenario` with random real user (and media) ids."""
     if scenario == "health":
         return "GET", "/health", None
     if scenario == "single":
         return "GET", f"/api/recommendations/{rng.choice(ids)}", None
+    if scenario == "filtered":
+        return "GET", f"/api/recommendations/{rng.choice(ids)}?{FILTERED_ROW}", None
+    if scenario == "excluded":
+        excluded = "&".join(f"exclude={m}" for m in rng.sample(media, min(EXCLUDED_PER_REQUEST, len(media))))
+        return "GET", f"/api/recommendations/{rng.choice(ids)}?{excluded}", None
     if scenario == "batch":
         return "POST", "/api/recommendations/batch", {"user_ids": rng.sample(ids, min(BATCH_SIZE, len(ids)))}
     if scenario == "live_sql":
@@ -36,7 +47,7 @@ def request_for(scenario: str, ids: list[str], rng: random.Random) -> tuple[str,
 
 
 async def run(url: str, scenario: str, ids: list[str], connections: int, duration: float,
-              max_requests: int, warmup: float, seed: int) -> dict:
+              max_requests: int, warmup: float, seed: int, media: list[str] = ()) -> dict:
     """Drive the load; returns counts, errors, throughput and latency percentiles (ms)."""
     rng = random.Random(seed)
     latencies: list[float] = []
@@ -48,7 +59,7 @@ async def run(url: str, scenario: str, ids: list[str], connections: int, duratio
     async with aiohttp.ClientSession(url, connector=connector, timeout=timeout) as session:
 
         async def one(record: bool) -> None:
-            method, path, body = request_for(scenario, ids, rng)
+            method, path, body = request_for(scenario, ids, rng, media)
             started = time.perf_counter()
             try:
                 async with session.request(method, path, json=body) as response:
@@ -118,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", required=True)
     parser.add_argument("--scenario", choices=SCENARIOS, required=True)
     parser.add_argument("--ids", help="file with one user id per line (not needed for health)")
+    parser.add_argument("--media", help="file with one media id per line (the excluded scenario)")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--max-requests", type=int, default=10**9)
@@ -128,8 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     ids = open(args.ids).read().split() if args.ids else []
     if args.scenario != "health" and not ids:
         parser.error("--ids with at least one user id is required for this scenario")
+    media = open(args.media).read().split() if args.media else []
+    if args.scenario == "excluded" and not media:
+        parser.error("--media with media ids is required for the excluded scenario")
     result = asyncio.run(run(args.url, args.scenario, ids, args.connections, args.duration,
-                             args.max_requests, args.warmup, args.seed))
+                             args.max_requests, args.warmup, args.seed, media))
     if args.latencies:
         Path(args.latencies).write_text(json.dumps(result["latencies"]))
     json.dump({k: v for k, v in result.items() if k != "latencies"}, sys.stdout)

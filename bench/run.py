@@ -50,9 +50,11 @@ SCENARIO_NAMES = {
     "live_sql": "original design: live co-interaction SQL (1 user)",
     "single_alone": "GET /api/recommendations/<id>, one connection (latency without queueing)",
     "batch_alone": "POST /api/recommendations/batch, one connection (latency without queueing)",
+    "filtered": "GET /api/recommendations/<id>?genres=..&release_year_min=.. (a filtered row)",
+    "excluded": "GET /api/recommendations/<id>?exclude=<20 media ids> (a row leaving out what a page shows)",
 }
 REQUIRED_SCENARIOS = ("health", "single", "batch", "live_sql")
-INTERLEAVED = ("health", "single", "batch")
+INTERLEAVED = ("health", "single", "batch", "filtered", "excluded")
 COMPARED = ("single", "batch")  # also measured on the --baseline-ref server
 
 
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of unrecorded load before each scenario")
     parser.add_argument("--live-sql-requests", type=int, default=16,
                         help="requests of the (slow) live SQL reference; it stops at --duration too")
-    parser.add_argument("--scenarios", default="health,single,batch,live_sql,single_alone,batch_alone",
+    parser.add_argument("--scenarios", default="health,single,batch,filtered,excluded,live_sql,single_alone,batch_alone",
                         help="comma-separated subset to run (the report needs the first four)")
     parser.add_argument("--profile-requests", type=int, default=200,
                         help="requests timed stage by stage in one process after the load (0: skip)")
@@ -81,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=4,
-                        help="health, single and batch alternate in this many rounds of duration / rounds seconds")
+                        help="health, single, batch, filtered and excluded alternate in this many rounds of "
+                             "duration / rounds seconds")
     parser.add_argument("--baseline-ref", metavar="REV",
                         help="also serve git revision REV (a temporary worktree) from a second Gunicorn and "
                              "alternate single and batch between the two servers in every round")
@@ -96,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ml-bench-") as tmp, contextlib.ExitStack() as stack:
         ids_file = Path(tmp) / "ids.txt"
         ids_file.write_text("\n".join(ids))
+        (Path(tmp) / "media.txt").write_text("\n".join(_media_ids(urls, args.seed)))
         log = Path(tmp) / "gunicorn.log"
         gunicorn = _start_gunicorn(urls, port, args, log)
         try:
@@ -258,6 +262,14 @@ def _user_ids(urls, seed: int, count: int = 20_000) -> list[str]:
     return ids[:count]
 
 
+def _media_ids(urls, seed: int, count: int = 2_000) -> list[str]:
+    """Random live media ids (what the excluded scenario leaves out)."""
+    with psycopg.connect(urls.catalog) as conn:
+        ids = [str(row[0]) for row in conn.execute("SELECT id FROM medias WHERE deleted_at IS NULL")]
+    random.Random(seed).shuffle(ids)
+    return ids[:count]
+
+
 def _free_port() -> int:
     import socket
 
@@ -347,7 +359,7 @@ def _measure(base: str, scenario: str, ids_file: Path, args, processes: dict, tm
     """One run of the load client, with its raw latencies and the CPU each process tree used."""
     latencies = tmp / "latencies.json"
     command = [
-        sys.executable, "-m", "bench.load", "--url", base, "--ids", str(ids_file),
+        sys.executable, "-m", "bench.load", "--url", base, "--ids", str(ids_file), "--media", str(tmp / "media.txt"),
         "--scenario", scenario.removesuffix("_alone"),
         "--connections", str(1 if scenario.endswith("_alone") else args.connections),
         "--duration", str(duration), "--warmup", str(warmup), "--seed", str(args.seed),
@@ -475,7 +487,8 @@ def _report(results: dict, rss: list[int], size: dict, args, argv, profiles: lis
         f"LOG_LEVEL=WARNING (no access log line per request); "
         f"load: {args.connections} concurrent keep-alive connections (closed loop, asyncio + aiohttp, "
         f"separate process), {args.duration:g} s per scenario after {args.warmup:g} s of warm-up; "
-        f"/health, single and batch alternate in {args.rounds} rounds of {args.duration / args.rounds:g} s "
+        f"/health, single, batch, filtered and excluded alternate in {args.rounds} rounds of "
+        f"{args.duration / args.rounds:g} s "
         f"(1 s of warm-up after the first), so a busy moment of the machine hits each alike; "
         f"the live SQL reference at most {args.live_sql_requests} requests.",
         "",
@@ -515,6 +528,12 @@ def _report(results: dict, rss: list[int], size: dict, args, argv, profiles: lis
             f"{os.cpu_count()} = {_fmt(args.connections * sum(cpu) / os.cpu_count(), 1)} ms each (measured mean: "
             f"{_fmt(batch['mean_ms'], 1)} ms); the load client uses the same cores"
         )
+    for key in ("filtered", "excluded"):
+        if key in results:
+            lines.append(
+                f"- {SCENARIO_NAMES[key]}: {_fmt(_cpu_ratio(results[key], single, 'server'), 3)}x the single-user "
+                f"GET's Gunicorn CPU per request, p50 {_fmt(results[key]['p50_ms'], 2)} ms"
+            )
     for key, what in (("single_alone", "single-user GET"), ("batch_alone", "batch of 50")):
         if key in results:
             alone = results[key]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 from uuid import UUID
 
 import numpy as np
 
-from database import binary_copy
 from database.deadline import Deadline
 from database.pools import Database
 from database.records import Media
@@ -55,14 +55,15 @@ class CatalogRepository:
             ).fetchall()
         return [Media(row[0], row[1], row[2], row[3], row[4], tuple(row[5])) for row in rows]
 
-    def live_media_genres(self) -> tuple[np.ndarray, dict[bytes, list[str]]]:
-        """All live media ids (numpy V16, sorted) and each one's genres; for the refresh job."""
+    def live_media(self) -> LiveMedia:
+        """Every live media, sorted by id, with what the model keeps of it; for the refresh job."""
         with self._db.connection() as conn:
-            ids = binary_copy.read_all(
-                conn, "SELECT id FROM medias WHERE deleted_at IS NULL ORDER BY id", [("id", "uuid")]
-            )["id"].copy()
-            genres: dict[bytes, list[str]] = {}
             rows = conn.execute(
+                "SELECT id, media_type, coalesce(release_year, 0) FROM medias WHERE deleted_at IS NULL ORDER BY id",
+                binary=True,
+            ).fetchall()
+            genres: dict[bytes, list[str]] = {}
+            for media_id, genre in conn.execute(
                 """
                 SELECT g.media_id, g.genre_name
                   FROM tb_media_genre g
@@ -70,7 +71,21 @@ class CatalogRepository:
                  WHERE m.deleted_at IS NULL
               ORDER BY g.media_id, g.genre_name
                 """
-            )
-            for media_id, genre in rows:
+            ):
                 genres.setdefault(media_id.bytes, []).append(genre)
-        return ids, genres
+        return LiveMedia(
+            ids=np.frombuffer(b"".join(row[0].bytes for row in rows), dtype="V16").copy(),
+            media_types=[row[1] for row in rows],
+            release_years=np.array([row[2] for row in rows], dtype=np.int32),
+            genres=genres,
+        )
+
+
+@dataclass(frozen=True)
+class LiveMedia:
+    """The catalog's live media as the refresh job reads them, aligned by position."""
+
+    ids: np.ndarray  # V16, sorted
+    media_types: list[str]
+    release_years: np.ndarray  # int32, 0 where unknown
+    genres: dict[bytes, list[str]]  # by raw id; media without genres are absent

@@ -82,6 +82,8 @@ class NewModel:
     media_ids: np.ndarray  # V16 sorted
     popularity: np.ndarray  # float32
     media_genres: Sequence[Sequence[str]]  # per media
+    media_types: Sequence[str]  # per media
+    release_years: np.ndarray  # int32 per media, 0 where unknown
     neighbour_media: np.ndarray  # int32
     neighbour_idx: np.ndarray  # int32
     neighbour_similarity: np.ndarray  # float32
@@ -148,9 +150,15 @@ class ModelRepository:
             conn.execute(sql.SQL("LOCK TABLE {}, {} IN ACCESS SHARE MODE").format(media_t, neighbours_t))
             media = binary_copy.read_all(
                 conn,
-                sql.SQL("SELECT media_id, popularity FROM {} ORDER BY idx").format(media_t),
-                [("media_id", "uuid"), ("popularity", "float4")],
+                sql.SQL("SELECT media_id, popularity, coalesce(release_year, 0) FROM {} ORDER BY idx").format(media_t),
+                [("media_id", "uuid"), ("popularity", "float4"), ("release_year", "int4")],
             )
+            type_rows = conn.execute(
+                sql.SQL(
+                    "SELECT media_type, array_agg(idx) FROM {} WHERE media_type IS NOT NULL"
+                    " GROUP BY media_type ORDER BY media_type"
+                ).format(media_t)
+            ).fetchall()
             genre_rows = conn.execute(
                 sql.SQL(
                     "SELECT genre, array_agg(idx ORDER BY idx) FROM {}, unnest(genres) AS genre"
@@ -173,6 +181,9 @@ class ModelRepository:
         counts = np.bincount(media_idx, minlength=len(media))
         indptr = np.zeros(len(media) + 1, dtype=np.int64)
         np.cumsum(counts, out=indptr[1:])
+        media_type = np.full(len(media), -1, dtype=np.int16)
+        for code, (_, members) in enumerate(type_rows):
+            media_type[members] = code
         model = ModelData(
             info=info,
             media_ids=media["media_id"].copy(),
@@ -182,8 +193,11 @@ class ModelRepository:
             neighbour_indptr=indptr,
             neighbour_idx=neighbour_idx,
             neighbour_similarity=similarity,
+            media_type_names=tuple(name for name, _ in type_rows),
+            media_type=media_type,
+            release_year=media["release_year"].astype(np.int32),
         )
-        del media, genre_rows, media_idx, neighbour_idx, similarity
+        del media, genre_rows, type_rows, media_idx, neighbour_idx, similarity
         release_free_memory()
         return model
 
@@ -285,7 +299,7 @@ class ModelWriter:
             conn.execute(
                 sql.SQL(
                     "CREATE TABLE {} (idx int NOT NULL, media_id uuid NOT NULL, popularity real NOT NULL,"
-                    " genres text[] NOT NULL)"
+                    " genres text[] NOT NULL, media_type text, release_year int)"
                 ).format(media_t)
             )
             conn.execute(
@@ -294,12 +308,20 @@ class ModelWriter:
                 ).format(neighbours_t)
             )
             with conn.cursor() as cur, cur.copy(
-                sql.SQL("COPY {} (idx, media_id, popularity, genres) FROM STDIN").format(media_t)
+                sql.SQL("COPY {} (idx, media_id, popularity, genres, media_type, release_year) FROM STDIN").format(
+                    media_t
+                )
             ) as copy:
-                for idx, (raw_id, popularity, genres) in enumerate(
-                    zip(model.media_ids.tolist(), model.popularity.tolist(), model.media_genres)
+                for idx, (raw_id, popularity, genres, media_type, year) in enumerate(
+                    zip(
+                        model.media_ids.tolist(),
+                        model.popularity.tolist(),
+                        model.media_genres,
+                        model.media_types,
+                        model.release_years.tolist(),
+                    )
                 ):
-                    copy.write_row((idx, UUID(bytes=raw_id), popularity, list(genres)))
+                    copy.write_row((idx, UUID(bytes=raw_id), popularity, list(genres), media_type, year or None))
             # Written in the order readers want, so that loading finds them sorted.
             binary_copy.write_rows(
                 conn,

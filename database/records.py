@@ -77,6 +77,11 @@ class ModelData:
     neighbour_indptr: np.ndarray  # CSR over media: neighbours of media i are [indptr[i], indptr[i+1])
     neighbour_idx: np.ndarray  # int32
     neighbour_similarity: np.ndarray  # float32
+    # What filters select by: each media's type (an index into media_type_names, -1 unknown)
+    # and release year (0 unknown). Left out, every media's are unknown.
+    media_type_names: tuple[str, ...] = ()
+    media_type: np.ndarray | None = None  # int16 per media
+    release_year: np.ndarray | None = None  # int32 per media
 
     signature_genres: np.ndarray = field(init=False, repr=False)  # bool (signatures, genres)
     media_signature: np.ndarray = field(init=False, repr=False)  # int64 signature of each media
@@ -88,6 +93,10 @@ class ModelData:
 
     def __post_init__(self) -> None:
         media = len(self.media_ids)
+        if self.media_type is None:
+            object.__setattr__(self, "media_type", np.full(media, -1, dtype=np.int16))
+        if self.release_year is None:
+            object.__setattr__(self, "release_year", np.zeros(media, dtype=np.int32))
         membership = np.zeros((media, len(self.genre_names)), dtype=bool)
         for genre, members in enumerate(self.media_genres):
             membership[members, genre] = True

@@ -26,7 +26,8 @@ bp = Blueprint("openapi", __name__)
 
 # Every error response: its description and, per status, the codes `error.code` can take.
 ERRORS = {
-    400: "Invalid input: `invalid_request` (with `details` per field) or `bad_request` (the body is not valid JSON).",
+    400: "Invalid input: `invalid_request` (with `details` per field, an unknown parameter or field "
+    "included) or `bad_request` (the body is not valid JSON).",
     404: "`not_found`: no such endpoint (a user id that is unknown is not an error: it gets popular media).",
     405: "`method_not_allowed` (any path, any method it does not list); `Allow` lists the methods it accepts.",
     413: "`payload_too_large`: the body is over 64 KiB.",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
+from marshmallow import RAISE, Schema, fields, post_load, validate
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 MAX_LIMIT = 100
 MAX_OFFSET = 1000
 MAX_BATCH_USERS = 50
+MAX_EXCLUDE = 200
 
 _limit = dict(load_default=10, validate=validate.Range(1, MAX_LIMIT), metadata={"description": "Items per user (1-100)."})
 _degraded = dict(
@@ -29,25 +30,59 @@ _model_version = dict(
         "header); null when no model is loaded (degraded `model`)."
     },
 )
+_year_min = dict(validate=validate.Range(0, 9999), metadata={"description": "Only media released this year or later."})
+_year_max = dict(validate=validate.Range(0, 9999), metadata={"description": "Only media released this year or earlier."})
 _offset = dict(load_default=0, validate=validate.Range(0, MAX_OFFSET), metadata={"description": "Items to skip (0-1000)."})
 
 
-class SingleRequestSchema(Schema):
-    """Path and query of GET /api/recommendations/<user_id>."""
+class RowSchema(Schema):
+    """What a row may hold: filters (all must pass) and media to leave out. Loads into the
+    `filters` and `exclude` arguments of RecommendationService.recommend_many."""
 
     class Meta:
-        unknown = EXCLUDE  # extra query parameters (cache busters, tracking) are ignored
+        unknown = RAISE  # a misspelt parameter or field is an error, not silently ignored
+
+    media_type = fields.List(
+        fields.String(validate=validate.Length(1, 50)),
+        validate=validate.Length(1, 10),
+        metadata={"description": "Only media of these types (e.g. movie, series): any of them."},
+    )
+    genres = fields.List(
+        fields.String(validate=validate.Length(1, 50)),
+        validate=validate.Length(1, 20),
+        metadata={"description": "Only media with at least one of these genres (exact names)."},
+    )
+    release_year_min = fields.Integer(**_year_min)
+    release_year_max = fields.Integer(**_year_max)
+    exclude = fields.List(
+        fields.UUID(),
+        validate=validate.Length(max=MAX_EXCLUDE),
+        metadata={"description": f"Media ids never to recommend (up to {MAX_EXCLUDE}), e.g. what the page already shows."},
+    )
+
+    @post_load
+    def row_arguments(self, data: dict, **kwargs) -> dict:
+        from services.filters import MediaFilter
+
+        filters = MediaFilter(
+            media_types=frozenset(data.pop("media_type", ())),
+            genres=frozenset(data.pop("genres", ())),
+            release_year_min=data.pop("release_year_min", None),
+            release_year_max=data.pop("release_year_max", None),
+        )
+        return {**data, "filters": filters, "exclude": data.pop("exclude", [])}
+
+
+class SingleRequestSchema(RowSchema):
+    """Path and query of GET /api/recommendations/<user_id>."""
 
     user_id = fields.UUID(required=True)
     limit = fields.Integer(**_limit)
     offset = fields.Integer(**_offset)
 
 
-class BatchRequestSchema(Schema):
+class BatchRequestSchema(RowSchema):
     """Body of POST /api/recommendations/batch."""
-
-    class Meta:
-        unknown = RAISE  # a misspelt field is an error, not silently ignored
 
     user_ids = fields.List(
         fields.UUID(),
@@ -56,6 +91,17 @@ class BatchRequestSchema(Schema):
     )
     limit = fields.Integer(strict=True, **_limit)
     offset = fields.Integer(strict=True, **_offset)
+    release_year_min = fields.Integer(strict=True, **_year_min)
+    release_year_max = fields.Integer(strict=True, **_year_max)
+
+
+def query_arguments(schema: Schema, args) -> dict:
+    """A query string (werkzeug MultiDict) as `schema` loads it: every value of its list fields,
+    the first of the others (unknown names included, so that they are refused)."""
+    return {
+        name: args.getlist(name) if isinstance(schema.fields.get(name), fields.List) else args.get(name)
+        for name in args
+    }
 
 
 class RecommendationItemSchema(Schema):

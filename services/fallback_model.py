@@ -115,6 +115,7 @@ def stand_in_model(media: list[Media], popularity: list[float]) -> ModelData:
         newest_interaction=None,
         build_seconds=0.0,
     )
+    type_names = tuple(sorted({m.media_type for m in ordered}))
     return ModelData(
         info=info,
         media_ids=np.frombuffer(b"".join(m.id.bytes for m in ordered), dtype="V16").copy(),
@@ -124,4 +125,7 @@ def stand_in_model(media: list[Media], popularity: list[float]) -> ModelData:
         neighbour_indptr=np.zeros(len(ordered) + 1, dtype=np.int64),
         neighbour_idx=np.zeros(0, dtype=np.int32),
         neighbour_similarity=np.zeros(0, dtype=np.float32),
+        media_type_names=type_names,
+        media_type=np.array([type_names.index(m.media_type) for m in ordered], dtype=np.int16),
+        release_year=np.array([m.release_year or 0 for m in ordered], dtype=np.int32),
     )

@@ -18,6 +18,7 @@ from database.user_repository import UserRepository
 from services import scoring
 from services.errors import DatabaseUnavailable, ModelUnavailable
 from services.fallback_model import FallbackModels
+from services.filters import MediaFilter
 from services.model_store import ModelStore
 
 T = TypeVar("T")
@@ -96,21 +97,37 @@ class RecommendationService:
         self._history_weighting = history_weighting
 
     def recommend(
-        self, user_id: UUID, limit: int = 10, offset: int = 0, arrived_at: float | None = None
+        self,
+        user_id: UUID,
+        limit: int = 10,
+        offset: int = 0,
+        arrived_at: float | None = None,
+        filters: MediaFilter = MediaFilter(),
+        exclude: Sequence[UUID] = (),
     ) -> Recommendations:
         """A page of recommendations for one user."""
-        return self.recommend_many([user_id], limit, offset, arrived_at)[user_id]
+        return self.recommend_many([user_id], limit, offset, arrived_at, filters, exclude)[user_id]
 
     def recommend_many(
-        self, user_ids: Sequence[UUID], limit: int = 10, offset: int = 0, arrived_at: float | None = None
+        self,
+        user_ids: Sequence[UUID],
+        limit: int = 10,
+        offset: int = 0,
+        arrived_at: float | None = None,
+        filters: MediaFilter = MediaFilter(),
+        exclude: Sequence[UUID] = (),
     ) -> dict[UUID, Recommendations]:
         """A page of recommendations for each distinct user id, in the order first given.
 
-        The database work ends `deadline_seconds` after `arrived_at` (time.monotonic(); now by default).
+        Only media that pass `filters` and are not in `exclude` are recommended; a filtered page
+        is as full as an unfiltered one while the catalog has media that pass. The database work
+        ends `deadline_seconds` after `arrived_at` (time.monotonic(); now by default).
         """
         deadline = Deadline((time.monotonic() if arrived_at is None else arrived_at) + self._deadline_seconds)
         lacking: set[str] = set()
         model = self._model(lacking, deadline)
+        pool = scoring.Pool.of(model, filters.mask(model)) if filters else None
+        excluded_idx = scoring.excluded_indices(model, exclude)
         user_ids = list(dict.fromkeys(user_ids))
         optional = deadline.share(OPTIONAL_SHARE)
         profiles = self._optional(lambda: self._users.profiles_by_ids(user_ids, optional), {}, lacking)
@@ -120,8 +137,10 @@ class RecommendationService:
         for user_id in user_ids:
             profile = profiles.get(user_id)
             genres = profile.genres if profile else ()
-            signals[user_id] = scoring.user_signals(model, genres, histories.get(user_id), self._history_weighting)
-        rankings, media = self._rank_live(model, signals, offset + limit, deadline)
+            signals[user_id] = scoring.user_signals(
+                model, genres, histories.get(user_id), self._history_weighting, excluded_idx
+            )
+        rankings, media = self._rank_live(model, signals, offset + limit, deadline, pool, filters)
         degraded = tuple(name for name in DEGRADATIONS if name in lacking)
         version = None if "model" in lacking else model.info.version
         results = {}
@@ -141,13 +160,20 @@ class RecommendationService:
         return results
 
     def _rank_live(
-        self, model: ModelData, signals: dict[UUID, scoring.UserSignals], wanted: int, deadline: Deadline
+        self,
+        model: ModelData,
+        signals: dict[UUID, scoring.UserSignals],
+        wanted: int,
+        deadline: Deadline,
+        pool: scoring.Pool | None,
+        filters: MediaFilter,
     ) -> tuple[dict[UUID, scoring.Ranking], dict[int, Media | None]]:
         """Each user's ranking, long enough to hold `wanted` live media, and those media by model index.
 
         Media deleted from the catalog since the last refresh are still in the model, so each
         ranking holds DELETED_SLACK more than wanted; the catalog query (one for every user)
-        tells which are live (None: deleted). Only when that is not enough for some users, they
+        tells which are live (None: deleted, or no longer passing `filters` as the catalog
+        describes them now). Only when that is not enough for some users, they
         are ranked further and the next candidates asked for: one more query per round.
         """
         counts = dict.fromkeys(signals, wanted + DELETED_SLACK)
@@ -156,12 +182,12 @@ class RecommendationService:
         pending = list(signals)
         while pending:
             for user_id in pending:
-                rankings[user_id] = scoring.rank_for_user(model, signals[user_id], self._weights, counts[user_id])
+                rankings[user_id] = scoring.rank_for_user(model, signals[user_id], self._weights, counts[user_id], pool)
             unknown = {i for u in pending for i in rankings[u].media_idx.tolist() if i not in media}
             ids = {UUID(bytes=model.media_ids[i].tobytes()): i for i in unknown}
             found = self._required(lambda: self._catalog.media_by_ids(list(ids), deadline))
             media.update(dict.fromkeys(unknown))
-            media.update((ids[media_id], item) for media_id, item in found.items())
+            media.update((ids[media_id], item) for media_id, item in found.items() if filters.matches(item))
             pending = [
                 u
                 for u in pending

@@ -114,7 +114,8 @@ def refresh(
         with _step("reading the serving model"):
             serving = writer.serving()
         with _step("reading media from catalog_db"):
-            media_ids, genres = catalog.live_media_genres()
+            live = catalog.live_media()
+        media_ids = live.ids
         guard.check(serving, "media", len(media_ids))
         with _step("reading interactions from engagement_db"):
             interactions = read_interactions(engagement, media_ids, progress)
@@ -127,7 +128,9 @@ def refresh(
         model = NewModel(
             media_ids=media_ids,
             popularity=popularity,
-            media_genres=[genres.get(raw, ()) for raw in media_ids.tolist()],
+            media_genres=[live.genres.get(raw, ()) for raw in media_ids.tolist()],
+            media_types=live.media_types,
+            release_years=live.release_years,
             neighbour_media=nb_media,
             neighbour_idx=nb_idx,
             neighbour_similarity=nb_sim,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Iterable
+from uuid import UUID
 
 import numpy as np
 
@@ -61,6 +62,39 @@ class Ranking:
         return self.score >= MIN_HYBRID_SCORE
 
 
+@dataclass(frozen=True)
+class Pool:
+    """The media one request may recommend (all, or a filter's matches), arranged for ranking.
+
+    The model's genre signatures and popularity order restricted to the pool: built once per
+    request with a pass over the catalogue's arrays, then shared by every user of the request.
+    """
+
+    mask: np.ndarray | None  # bool per media; None: every media
+    size: int
+    signature_indptr: np.ndarray
+    signature_media: np.ndarray
+    signature_sizes: np.ndarray
+    by_popularity: np.ndarray
+
+    @classmethod
+    def of(cls, model: ModelData, mask: np.ndarray | None = None) -> "Pool":
+        """The pool of the media where `mask` is True (every media without one)."""
+        if mask is None:
+            return cls(None, len(model.media_ids), model.signature_indptr, model.signature_media,
+                       model.signature_sizes, model.by_popularity)
+        signature_media = model.signature_media[mask[model.signature_media]]  # still grouped by signature
+        sizes = np.bincount(model.media_signature[signature_media], minlength=len(model.signature_sizes))
+        return cls(
+            mask,
+            int(np.count_nonzero(mask)),
+            np.concatenate(([0], np.cumsum(sizes))).astype(np.int64),
+            signature_media,
+            sizes.astype(np.int64),
+            model.by_popularity[mask[model.by_popularity]],
+        )
+
+
 def media_indices(model: ModelData, media_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Model indices of `media_ids` (V16), and a mask of which ids the model knows."""
     if len(media_ids) == 0 or len(model.media_ids) == 0:
@@ -69,14 +103,26 @@ def media_indices(model: ModelData, media_ids: np.ndarray) -> tuple[np.ndarray, 
     return idx, model.media_ids[idx] == media_ids
 
 
+def excluded_indices(model: ModelData, media_ids: Iterable[UUID]) -> np.ndarray:
+    """Model indices of the media among `media_ids` that the model knows (the others cannot be ranked anyway)."""
+    raw = np.frombuffer(b"".join(media_id.bytes for media_id in media_ids), dtype="V16")
+    idx, known = media_indices(model, raw)
+    return idx[known]
+
+
 def user_signals(
-    model: ModelData, genres: Iterable[str], history: History | None, history_weighting: str = "centred"
+    model: ModelData,
+    genres: Iterable[str],
+    history: History | None,
+    history_weighting: str = "centred",
+    also_excluded: np.ndarray | None = None,
 ) -> UserSignals:
     """Map one user's history and genres to model indices.
 
     The positive media are those with a positive_value (see History); their weights are those
     values centred on the user (see `centred_weights`) or, with history_weighting="raw", as is.
-    A value that is not a finite number counts as missing (1).
+    A value that is not a finite number counts as missing (1). Every media of the history is
+    excluded from the user's recommendations, and those of `also_excluded` (model indices).
     """
     media_ids = history.media_ids if history is not None else np.zeros(0, dtype="V16")
     values = history.positive_value if history is not None else np.zeros(0)
@@ -91,7 +137,9 @@ def user_signals(
     return UserSignals(
         positive_idx=idx[positive & known],
         positive_weight=positive_weight[known[positive]],
-        excluded_idx=idx[known],
+        excluded_idx=idx[known] if also_excluded is None or not len(also_excluded) else np.union1d(
+            idx[known], also_excluded
+        ),
         genre_idx=genre_idx,
         genre_count=len(genres),
     )
@@ -127,23 +175,31 @@ def _co_interaction_sums(model: ModelData, positive_idx: np.ndarray, positive_we
     return np.bincount(model.neighbour_idx[positions], weights=contributions, minlength=len(model.media_ids))
 
 
-def rank_for_user(model: ModelData, signals: UserSignals, weights: Weights, count: int) -> Ranking:
-    """The `count` best media the user has not interacted with, by hybrid score then popularity.
+def rank_for_user(
+    model: ModelData, signals: UserSignals, weights: Weights, count: int, pool: Pool | None = None
+) -> Ranking:
+    """The `count` best media of `pool` (default: all) the user has not interacted with, by
+    hybrid score then popularity.
 
     Media with a hybrid score come first; popular media fill the remaining places, so every
-    user gets `count` items as long as the catalog has that many they have not seen. Equal
+    user gets `count` items as long as the pool has that many they have not seen. Equal
     keys go to the lower index. Only candidates that can reach the top are scored: every media
     with a collaborative score, and the most popular media of the best-matching genre sets
-    (`_genre_candidates`); the result is the same as scoring the whole catalogue.
+    (`_genre_candidates`); the result is the same as scoring the whole pool.
     """
+    pool = pool or Pool.of(model)
     excluded = signals.excluded_idx
-    count = max(0, min(count, len(model.media_ids) - len(excluded)))
+    if pool.mask is not None:
+        excluded = excluded[pool.mask[excluded]]  # exclusions outside the pool change nothing
+    count = max(0, min(count, pool.size - len(excluded)))
     # The collaborative score is these sums scaled to [0, 1] by the largest; scaled only at the candidates.
     co_interaction = _co_interaction_sums(model, signals.positive_idx, signals.positive_weight)
     top_co_interaction = co_interaction.max() if len(co_interaction) else 0.0
     matches = model.signature_genres[:, signals.genre_idx].sum(axis=1)  # per signature: user genres it has
     allowed = co_interaction > 0
-    allowed[_genre_candidates(model, matches, excluded, count, weights, signals.genre_count)] = True
+    if pool.mask is not None:
+        allowed &= pool.mask
+    allowed[_genre_candidates(model, pool, matches, excluded, count, weights, signals.genre_count)] = True
     allowed[excluded] = False
     candidates = np.flatnonzero(allowed)
     content = matches[model.media_signature[candidates]] / max(signals.genre_count, 1)
@@ -171,7 +227,13 @@ def _largest(key: np.ndarray, count: int) -> np.ndarray:
 
 
 def _genre_candidates(
-    model: ModelData, matches: np.ndarray, excluded: np.ndarray, count: int, weights: Weights, genre_count: int
+    model: ModelData,
+    pool: Pool,
+    matches: np.ndarray,
+    excluded: np.ndarray,
+    count: int,
+    weights: Weights,
+    genre_count: int,
 ) -> np.ndarray:
     """Media that could rank among the `count` best on genre match and popularity alone.
 
@@ -186,9 +248,9 @@ def _genre_candidates(
     parts = []
     step = weights.content / genre_count if genre_count else 0.0
     if 0 < step <= POPULARITY_TIEBREAK:
-        return np.arange(len(model.media_ids))  # genre levels too close to order by: score everything
+        return pool.by_popularity  # genre levels too close to order by: score the whole pool
     if step > 0 and len(matches):
-        sizes = model.signature_sizes
+        sizes = pool.signature_sizes
         excluded_in = np.bincount(model.media_signature[excluded], minlength=len(sizes))
         allowed = 0
         for level in range(int(matches.max()), 0, -1):
@@ -196,11 +258,11 @@ def _genre_candidates(
                 break
             signatures = np.flatnonzero(matches == level)
             take = np.minimum(sizes[signatures], count + excluded_in[signatures])
-            starts = model.signature_indptr[signatures]
+            starts = pool.signature_indptr[signatures]
             positions = np.arange(int(take.sum())) + np.repeat(starts - (np.cumsum(take) - take), take)
-            parts.append(model.signature_media[positions])
+            parts.append(pool.signature_media[positions])
             allowed += int((sizes[signatures] - excluded_in[signatures]).sum())
             if allowed >= count:
                 return np.concatenate(parts)
-    parts.append(model.by_popularity[: count + len(excluded)])
+    parts.append(pool.by_popularity[: count + len(excluded)])
     return np.concatenate(parts)

@@ -18,9 +18,10 @@ CREATE TABLE IF NOT EXISTS ml.model_builds (
 -- Which kept model the workers serve: one row, changed in one statement by a refresh
 -- (publish) or a rollback. Each version's data lives in two tables of its own, never changed
 -- once written:
---   ml.model_media_<version> (idx int PRIMARY KEY, media_id uuid, popularity real, genres text[]):
---     every live media at build time, with the dense index used by the neighbours, its genres
---     and its popularity (time-decayed count of positive interactions);
+--   ml.model_media_<version> (idx int PRIMARY KEY, media_id uuid, popularity real, genres text[],
+--     media_type text, release_year int): every live media at build time, with the dense index
+--     used by the neighbours, its popularity (time-decayed count of positive interactions) and
+--     what filters select by (genres, type, release year);
 --   ml.media_neighbours_<version> (media_idx int, neighbour_idx int, similarity real,
 --     PRIMARY KEY (media_idx, neighbour_idx)): the top NEIGHBOURS_K neighbours of each media.
 CREATE TABLE IF NOT EXISTS ml.serving (
@@ -47,5 +48,21 @@ BEGIN
         END IF;
         DROP TABLE IF EXISTS ml.model_media_next, ml.media_neighbours_next;
     END IF;
+END
+$$;
+
+-- Models built before the type and release year were kept: their media have neither (filters
+-- then leave them out until the next refresh).
+DO $$
+DECLARE
+    t record;
+BEGIN
+    FOR t IN SELECT c.relname
+               FROM pg_class c
+              WHERE c.relnamespace = 'ml'::regnamespace AND c.relname ~ '^model_media_[0-9]+$'
+                AND NOT EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'media_type')
+    LOOP
+        EXECUTE format('ALTER TABLE ml.%I ADD COLUMN media_type text, ADD COLUMN release_year int', t.relname);
+    END LOOP;
 END
 $$;

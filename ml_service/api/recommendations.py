@@ -7,7 +7,7 @@ from werkzeug.routing import BaseConverter
 
 from ml_service.api.model import MODEL_VERSION_HEADER
 from ml_service.arrival import arrived_at
-from ml_service.schemas import BatchRequestSchema, SingleRequestSchema, batch_json, page_json
+from ml_service.schemas import BatchRequestSchema, SingleRequestSchema, batch_json, page_json, query_arguments
 
 bp = Blueprint("recommendations", __name__, url_prefix="/api/recommendations")
 
@@ -27,8 +27,9 @@ batch_request_schema = BatchRequestSchema()
 
 @bp.get("/<user_id:user_id>")
 def recommendations_for_user(user_id: str):
-    """Ranked media for one user. 200 (possibly degraded) · 400 invalid input · 503 catalog_db unavailable."""
-    args = single_request_schema.load({**request.args.to_dict(), "user_id": user_id})
+    """Ranked media for one user, filtered and with exclusions when asked. 200 (possibly degraded) · 400
+    invalid input or unknown parameter · 503 catalog_db unavailable."""
+    args = single_request_schema.load({**query_arguments(single_request_schema, request.args), "user_id": user_id})
     result = current_app.extensions["ml_service"].recommender.recommend(**args, arrived_at=arrived_at())
     return page_json(result), _version_header(result.model_version)  # RecommendationsSchema
 

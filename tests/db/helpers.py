@@ -25,12 +25,14 @@ def add_user(urls: DatabaseUrls, user_id: uuid.UUID, genres=()) -> None:
             conn.execute("INSERT INTO tb_user_genre (user_id, genre_name) VALUES (%s, %s)", (user_id, genre))
 
 
-def add_media(urls: DatabaseUrls, media_id: uuid.UUID, title="A film", genres=(), deleted=False, year=2000) -> None:
+def add_media(
+    urls: DatabaseUrls, media_id: uuid.UUID, title="A film", genres=(), deleted=False, year=2000, media_type="movie"
+) -> None:
     with psycopg.connect(urls.catalog) as conn:
         conn.execute(
             "INSERT INTO medias (id, title, release_year, media_type, cover_url, deleted_at)"
-            " VALUES (%s, %s, %s, 'movie', %s, %s)",
-            (media_id, title, year, f"https://img.example/{media_id}.jpg", T0 if deleted else None),
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            (media_id, title, year, media_type, f"https://img.example/{media_id}.jpg", T0 if deleted else None),
         )
         for genre in genres:
             conn.execute("INSERT INTO tb_media_genre (media_id, genre_name) VALUES (%s, %s)", (media_id, genre))

@@ -202,7 +202,7 @@ def test_a_worker_still_loading_an_old_model_keeps_its_tables_until_a_later_publ
 class UnreadCatalog:
     """A catalog a refresh must not read."""
 
-    def live_media_genres(self):
+    def live_media(self):
         raise AssertionError("the refresh read the catalog while another refresh held the lock")
 
 

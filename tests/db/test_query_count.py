@@ -8,7 +8,8 @@ import pytest
 
 from database.pools import open_databases
 from ml_service.app import build_runtime
-from services.movielens_import import user_uuid
+from services.filters import MediaFilter
+from services.movielens_import import media_uuid, user_uuid
 from tests.conftest import settings_for
 
 STATEMENTS: collections.Counter = collections.Counter()
@@ -49,9 +50,9 @@ def runtime(movielens_urls):
     runtime.close()
 
 
-def statements_for(runtime, user_ids, limit=10):
+def statements_for(runtime, user_ids, limit=10, **row):
     STATEMENTS.clear()
-    results = runtime.recommender.recommend_many(user_ids, limit)
+    results = runtime.recommender.recommend_many(user_ids, limit, **row)
     assert all(r.count == limit for r in results.values())
     return dict(STATEMENTS)
 
@@ -61,3 +62,13 @@ def test_fifty_users_issue_the_same_statements_as_one(runtime):
     fifty = statements_for(runtime, [user_uuid(i) for i in range(1, 51)])
     assert one == fifty
     assert sum(one.values()) == 3 and len(one) == 3  # user_db, engagement_db, catalog_db: one each
+
+
+def test_a_filtered_row_with_exclusions_costs_the_same_statements(runtime):
+    row = {
+        "filters": MediaFilter(media_types=frozenset({"movie"}), genres=frozenset({"Comedy"}), release_year_min=1990),
+        "exclude": [media_uuid(m) for m in range(1, 200)],
+    }
+    one = statements_for(runtime, [user_uuid(1)], **row)
+    fifty = statements_for(runtime, [user_uuid(i) for i in range(1, 51)], **row)
+    assert one == fifty and sum(one.values()) == 3 and len(one) == 3

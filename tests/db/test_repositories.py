@@ -41,14 +41,15 @@ def test_media_by_ids_skips_deleted_and_unknown_media(db_urls, databases):
     assert media[live].cover_url.endswith(".jpg") and media[live].release_year == 2000
 
 
-def test_live_media_genres_lists_every_live_media_sorted(db_urls, databases):
-    ids = [new_id() for _ in range(3)]
-    add_media(db_urls, ids[0], genres=["Drama"])
-    add_media(db_urls, ids[1])
+def test_live_media_lists_every_live_media_sorted_with_type_year_and_genres(db_urls, databases):
+    ids = sorted(new_id() for _ in range(3))
+    add_media(db_urls, ids[0], genres=["Drama"], year=1999)
+    add_media(db_urls, ids[1], media_type="series", year=None)
     add_media(db_urls, ids[2], genres=["Drama"], deleted=True)
-    media_ids, genres = CatalogRepository(databases.catalog).live_media_genres()
-    assert media_ids.tolist() == sorted(i.bytes for i in ids[:2])
-    assert genres == {ids[0].bytes: ["Drama"]}
+    live = CatalogRepository(databases.catalog).live_media()
+    assert live.ids.tolist() == [i.bytes for i in ids[:2]]
+    assert live.media_types == ["movie", "series"] and live.release_years.tolist() == [1999, 0]
+    assert live.genres == {ids[0].bytes: ["Drama"]}
 
 
 def test_histories_aggregate_each_users_interactions_per_media(db_urls, databases):

@@ -6,12 +6,27 @@ import pytest
 from marshmallow import ValidationError
 
 from ml_service.schemas import BatchRequestSchema, SingleRequestSchema
+from services.filters import MediaFilter
 
 USER = str(uuid.uuid4())
 
 
 def test_single_request_defaults():
-    assert SingleRequestSchema().load({"user_id": USER}) == {"user_id": uuid.UUID(USER), "limit": 10, "offset": 0}
+    assert SingleRequestSchema().load({"user_id": USER}) == {
+        "user_id": uuid.UUID(USER), "limit": 10, "offset": 0, "filters": MediaFilter(), "exclude": []
+    }
+
+
+def test_a_row_loads_into_a_filter_and_exclusions():
+    media = str(uuid.uuid4())
+    args = SingleRequestSchema().load(
+        {"user_id": USER, "media_type": ["series", "movie"], "genres": ["Comedy"], "release_year_min": "1990",
+         "release_year_max": "1999", "exclude": [media]}
+    )
+    assert args["filters"] == MediaFilter(frozenset({"series", "movie"}), frozenset({"Comedy"}), 1990, 1999)
+    assert args["exclude"] == [uuid.UUID(media)] and args["limit"] == 10
+    batch = BatchRequestSchema().load({"user_ids": [USER], "genres": ["Drama"], "exclude": [media]})
+    assert batch["filters"] == MediaFilter(genres=frozenset({"Drama"})) and batch["exclude"] == [uuid.UUID(media)]
 
 
 @pytest.mark.parametrize(
@@ -23,15 +38,16 @@ def test_single_request_defaults():
         {"user_id": USER, "limit": "ten"},
         {"user_id": USER, "offset": "-1"},
         {"user_id": USER, "offset": "1001"},
+        {"user_id": USER, "_": "123"},  # unknown parameters are refused, not ignored
+        {"user_id": USER, "exclude": [str(uuid.uuid4()) for _ in range(201)]},
+        {"user_id": USER, "exclude": ["not-a-uuid"]},
+        {"user_id": USER, "genres": []},
+        {"user_id": USER, "media_type": [""]},
     ],
 )
 def test_single_request_rejects(args):
     with pytest.raises(ValidationError):
         SingleRequestSchema().load(args)
-
-
-def test_single_request_ignores_unknown_query_parameters():
-    assert SingleRequestSchema().load({"user_id": USER, "_": "123"})["limit"] == 10
 
 
 def test_batch_accepts_fifty_users_and_refuses_fifty_one():
@@ -50,6 +66,8 @@ def test_batch_accepts_fifty_users_and_refuses_fifty_one():
         {"user_ids": [USER], "limit": "10"},
         {"user_ids": [USER], "userIds": [USER]},
         {"user_ids": [123]},
+        {"user_ids": [USER], "release_year_min": "1990"},
+        {"user_ids": [USER], "exclude": "abc"},
         [USER],
     ],
 )

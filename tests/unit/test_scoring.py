@@ -8,6 +8,7 @@ import pytest
 from services.scoring import (
     MIN_HYBRID_SCORE,
     POPULARITY_TIEBREAK,
+    Pool,
     Weights,
     centred_weights,
     media_indices,
@@ -145,8 +146,8 @@ def test_scores_are_within_zero_and_one():
     assert (np.diff(ranking.score) <= 1e-12).all()  # best first
 
 
-def full_sort(model, signals, weights, count):
-    """The reference ranking: every media scored with plain loops, sorted by key then index."""
+def full_sort(model, signals, weights, count, mask=None):
+    """The reference ranking: every media (of `mask`) scored with plain loops, sorted by key then index."""
     n = len(model.media_ids)
     content = np.zeros(n)
     for g in signals.genre_idx:
@@ -163,7 +164,8 @@ def full_sort(model, signals, weights, count):
     top = float(model.popularity.max()) if n else 0.0
     key = hybrid + (POPULARITY_TIEBREAK / top if top > 0 else 0.0) * model.popularity
     excluded = set(signals.excluded_idx.tolist())
-    return sorted((i for i in range(n) if i not in excluded), key=lambda i: (-key[i], i))[:count], hybrid
+    shown = [i for i in range(n) if i not in excluded and (mask is None or mask[i])]
+    return sorted(shown, key=lambda i: (-key[i], i))[:count], hybrid
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -189,11 +191,20 @@ def test_ranking_equals_a_full_sort_of_the_whole_catalogue(seed):
         user_genres = set(rng.choice(names + ["Unknown"], size=rng.integers(0, 4), replace=False))
         weights = [Weights(), Weights(0.0, 1.0), Weights(1.0, 0.0), Weights(0.7, 0.3), Weights(2e-6, 1.0)][int(rng.integers(0, 5))]
         count = int(rng.choice([1, 10, 30, n]))
-        signals = user_signals(model, user_genres, make_history(history), str(rng.choice(["centred", "raw"])))
+        also_excluded = rng.choice(n, rng.integers(0, min(n, 20) + 1), replace=False)
+        signals = user_signals(
+            model, user_genres, make_history(history), str(rng.choice(["centred", "raw"])), also_excluded
+        )
         ranking = rank_for_user(model, signals, weights, count)
         expected, hybrid = full_sort(model, signals, weights, count)
         assert ranking.media_idx.tolist() == expected
         assert ranking.score.tolist() == hybrid[expected].tolist()
+        # A filtered row: the same order, restricted to the media that pass.
+        mask = rng.random(n) < rng.choice([0.05, 0.3, 0.9])
+        filtered = rank_for_user(model, signals, weights, count, Pool.of(model, mask))
+        expected, hybrid = full_sort(model, signals, weights, count, mask)
+        assert filtered.media_idx.tolist() == expected
+        assert filtered.score.tolist() == hybrid[expected].tolist()
 
 
 def test_media_indices_find_known_ids_and_only_those():
