@@ -97,6 +97,8 @@ INFO_COLUMNS = (
     "version, built_at, interactions_count, users_count, media_count, neighbours_count, newest_interaction, "
     "build_seconds"
 )
+# The serving model's build record.
+SERVING_BUILD = f"SELECT {INFO_COLUMNS} FROM ml.model_builds JOIN ml.serving USING (version)"
 
 
 def media_table(version: int) -> sql.Identifier:
@@ -136,9 +138,7 @@ class ModelRepository:
             # timeout does not apply (at 25M interactions the neighbours are ~3M rows).
             conn.execute(f"SET LOCAL statement_timeout = {LOAD_TIMEOUT_MS}")
             try:
-                row = conn.execute(
-                    f"SELECT {INFO_COLUMNS} FROM ml.model_builds JOIN ml.serving USING (version)"
-                ).fetchone()
+                row = conn.execute(SERVING_BUILD).fetchone()
             except psycopg.errors.UndefinedTable:
                 return None
             if row is None:
@@ -227,9 +227,7 @@ class ModelWriter:
 
     def serving(self) -> ModelInfo | None:
         """The serving model's build record, None when none is published."""
-        row = self._conn.execute(
-            f"SELECT {INFO_COLUMNS} FROM ml.model_builds JOIN ml.serving USING (version)"
-        ).fetchone()
+        row = self._conn.execute(SERVING_BUILD).fetchone()
         return None if row is None else ModelInfo(*row)
 
     def builds(self) -> tuple[list[ModelInfo], int | None]:
