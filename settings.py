@@ -57,6 +57,15 @@ class Settings:
     # How a user's interaction values weigh their positive media: "centred" on the user's
     # own mean and spread, or "raw".
     history_weighting: str = "centred"
+    # Each LIKE's and WATCH's value is multiplied by its type's weight (0: that type is no
+    # positive signal, in the refresh as in requests). DISLIKE_WEIGHT > 0 makes a disliked
+    # media lower its neighbours' collaborative scores (0: a dislike only excludes the media).
+    like_weight: float = 1.0
+    watch_weight: float = 1.0
+    dislike_weight: float = 0.0
+    # Seconds between a worker's looks for media added to catalog_db since its model was
+    # built: they become recommendable by genre match without a refresh.
+    catalog_sync_interval: float = 60.0
     # Popularity counts a positive interaction with weight 0.5 ** (age / half-life), the age
     # measured from the newest interaction in the data, not from the wall clock.
     popularity_half_life_days: float = 365.0
@@ -121,6 +130,10 @@ class Settings:
             raise ConfigError("NEIGHBOURS_K must be >= 1")
         if self.neighbours_user_damping < 0 or self.neighbours_shrinkage < 0:
             raise ConfigError("NEIGHBOURS_USER_DAMPING and NEIGHBOURS_SHRINKAGE must be >= 0")
+        if min(self.like_weight, self.watch_weight, self.dislike_weight) < 0:
+            raise ConfigError("LIKE_WEIGHT, WATCH_WEIGHT and DISLIKE_WEIGHT must be >= 0")
+        if self.catalog_sync_interval <= 0:
+            raise ConfigError("CATALOG_SYNC_INTERVAL must be > 0")
         if self.history_weighting not in ("centred", "raw"):
             raise ConfigError("HISTORY_WEIGHTING must be centred or raw")
         if self.popularity_half_life_days <= 0:

@@ -75,7 +75,11 @@ def histories(train):
     for u, m, r in zip(train.user.tolist(), train.movie.tolist(), train.rating.tolist()):
         values.setdefault(u, {})[m] = 0.0 if r <= DISLIKE_AT_MOST else max(r, 0.0)
     return {
-        u: History(np.frombuffer(b"".join(media_uuid(m).bytes for m in v), dtype="V16"), np.array(list(v.values())))
+        u: History(
+            np.frombuffer(b"".join(media_uuid(m).bytes for m in v), dtype="V16"),
+            np.array(list(v.values())),
+            np.array(list(v.values())) == 0,
+        )
         for u, v in values.items()
     }
 

@@ -34,6 +34,14 @@ class CatalogRepository:
             ).fetchall()
         return {row[0]: Media(row[0], row[1], row[2], row[3], row[4], tuple(row[5])) for row in rows}
 
+    def live_media_ids(self, deadline: Deadline | None = None) -> np.ndarray:
+        """Every live media id (V16, in no order): one packed value, no Python object per media."""
+        with self._db.connection(deadline) as conn:
+            row = conn.execute(
+                "SELECT string_agg(uuid_send(id), ''::bytea) FROM medias WHERE deleted_at IS NULL", binary=True
+            ).fetchone()
+        return np.frombuffer(row[0] or b"", dtype="V16")
+
     def newest_media(self, limit: int, deadline: Deadline | None = None) -> list[Media]:
         """The `limit` most recently released live media, newest first, with their genres."""
         with self._db.connection(deadline) as conn:

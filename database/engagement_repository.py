@@ -10,14 +10,19 @@ import numpy as np
 from database import binary_copy
 from database.deadline import Deadline
 from database.pools import Database
-from database.records import History
+from database.records import History, InteractionWeights
+
+# A LIKE's or WATCH's value (1 when missing, never below 0) times its type's weight.
+WEIGHTED_VALUE = """greatest(coalesce(interaction_value, 1), 0)
+                    * CASE type WHEN 'LIKE' THEN %(like)s::float8 ELSE %(watch)s::float8 END"""
 
 
 class EngagementRepository:
-    """Users' interactions with media."""
+    """Users' interactions with media, each type weighted by `weights`."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, weights: InteractionWeights = InteractionWeights()) -> None:
         self._db = db
+        self._weights = {"like": weights.like, "watch": weights.watch}
 
     def histories_by_user_ids(self, user_ids: Sequence[UUID], deadline: Deadline | None = None) -> dict[UUID, History]:
         """Each requested user's interactions aggregated per media (users without any are absent)."""
@@ -26,24 +31,30 @@ class EngagementRepository:
         # of 50 users reads ~8,000 interactions.
         with self._db.connection(deadline) as conn:
             rows = conn.execute(
-                """
+                f"""
                 SELECT user_id, string_agg(uuid_send(media_id), ''::bytea),
-                       string_agg(float8send(positive_value), ''::bytea)
+                       string_agg(float8send(positive_value), ''::bytea),
+                       string_agg(boolsend(disliked), ''::bytea)
                   FROM (SELECT user_id, media_id,
                                CASE WHEN bool_or(type = 'DISLIKE') THEN 0
-                                    ELSE coalesce(max(greatest(coalesce(interaction_value, 1), 0)), 0)
-                               END AS positive_value
+                                    ELSE coalesce(max({WEIGHTED_VALUE}), 0)
+                               END AS positive_value,
+                               bool_or(type = 'DISLIKE') AS disliked
                           FROM interaction
-                         WHERE user_id = ANY(%s) AND type IN ('LIKE', 'DISLIKE', 'WATCH')
+                         WHERE user_id = ANY(%(users)s) AND type IN ('LIKE', 'DISLIKE', 'WATCH')
                       GROUP BY user_id, media_id) AS per_media
               GROUP BY user_id
                 """,
-                (list(user_ids),),
+                {"users": list(user_ids), **self._weights},
                 binary=True,
             ).fetchall()
         return {
-            user_id: History(np.frombuffer(media, dtype="V16"), np.frombuffer(values, dtype=">f8").astype(np.float64))
-            for user_id, media, values in rows
+            user_id: History(
+                np.frombuffer(media, dtype="V16"),
+                np.frombuffer(values, dtype=">f8").astype(np.float64),
+                np.frombuffer(disliked, dtype=np.bool_),
+            )
+            for user_id, media, values, disliked in rows
         }
 
     def recently_popular_media(self, recent: int, limit: int, deadline: Deadline | None = None) -> list[tuple[UUID, int]]:
@@ -73,7 +84,7 @@ class EngagementRepository:
         """Every (user, media) pair with interactions, ordered by user: for the refresh job.
 
         Fields: user (V16), media (V16), disliked (bool), liked (bool), positive_value (float8,
-        the largest LIKE/WATCH value, 1 when absent, 0 when there is no LIKE/WATCH),
+        the largest weighted LIKE/WATCH value, see WEIGHTED_VALUE; 0 when there is no LIKE/WATCH),
         newest (timestamp, microseconds since 2000-01-01; 1970 when unknown), interactions (int8).
         """
         columns = [
@@ -85,11 +96,11 @@ class EngagementRepository:
             ("newest", "timestamp"),
             ("interactions", "int8"),
         ]
-        query = """
+        query = f"""
             SELECT user_id, media_id,
                    bool_or(type = 'DISLIKE'),
                    bool_or(type = 'LIKE'),
-                   coalesce(max(coalesce(interaction_value, 1)) FILTER (WHERE type IN ('LIKE', 'WATCH')), 0),
+                   coalesce(max({WEIGHTED_VALUE}) FILTER (WHERE type IN ('LIKE', 'WATCH')), 0),
                    coalesce(max("timestamp"), 'epoch'),
                    count(*)
               FROM interaction
@@ -97,4 +108,4 @@ class EngagementRepository:
           ORDER BY user_id, media_id
         """
         with self._db.connection() as conn:
-            yield from binary_copy.read_rows(conn, query, columns, chunk_rows=chunk_rows)
+            yield from binary_copy.read_rows(conn, query, columns, self._weights, chunk_rows=chunk_rows)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from settings import Settings
 
 
 @dataclass(frozen=True)
@@ -14,11 +18,34 @@ class History:
     """One user's interactions (engagement_db), aggregated per media.
 
     positive_value is the media's largest LIKE/WATCH interaction value (1 where the value is
-    missing, never below 0), or 0 when the user ever disliked the media or only disliked it.
+    missing, never below 0) times the weight of its type (InteractionWeights), or 0 when the
+    user ever disliked the media or only disliked it.
     """
 
     media_ids: np.ndarray  # V16: every media the user liked, disliked or watched, each once
     positive_value: np.ndarray  # float64 per media
+    disliked: np.ndarray  # bool per media: the user disliked it at least once
+
+
+@dataclass(frozen=True)
+class InteractionWeights:
+    """How much each interaction type counts (LIKE_WEIGHT, WATCH_WEIGHT, DISLIKE_WEIGHT).
+
+    A LIKE's or WATCH's value is multiplied by its type's weight, and a media's positive value
+    is the largest of them: a weight of 0 makes that type no positive signal at all (the media
+    is still left out of the user's recommendations), in the refresh as in the requests. A
+    disliked media is never positive; with a `dislike` weight above 0 it also lowers the
+    collaborative score of its neighbours, as a liked media of that weight raises it.
+    """
+
+    like: float = 1.0
+    watch: float = 1.0
+    dislike: float = 0.0
+
+    @classmethod
+    def of(cls, settings: Settings) -> InteractionWeights:
+        """LIKE_WEIGHT, WATCH_WEIGHT and DISLIKE_WEIGHT."""
+        return cls(settings.like_weight, settings.watch_weight, settings.dislike_weight)
 
 
 @dataclass(frozen=True)
@@ -82,6 +109,9 @@ class ModelData:
     media_type_names: tuple[str, ...] = ()
     media_type: np.ndarray | None = None  # int16 per media
     release_year: np.ndarray | None = None  # int32 per media
+    # Media added after the sorted ones by `with_media` (new titles found by a catalog sync):
+    # they come last, in no order, so ids are looked up through lookup_ids / lookup_idx.
+    appended: int = 0
 
     signature_genres: np.ndarray = field(init=False, repr=False)  # bool (signatures, genres)
     media_signature: np.ndarray = field(init=False, repr=False)  # int64 signature of each media
@@ -90,6 +120,8 @@ class ModelData:
     signature_media: np.ndarray = field(init=False, repr=False)  # int64, most popular first
     signature_sizes: np.ndarray = field(init=False, repr=False)  # int64 media per signature
     by_popularity: np.ndarray = field(init=False, repr=False)  # int64 every media, most popular first
+    lookup_ids: np.ndarray = field(init=False, repr=False)  # V16 every media id, sorted
+    lookup_idx: np.ndarray | None = field(init=False, repr=False)  # int64 model index of each; None: the same
 
     def __post_init__(self) -> None:
         media = len(self.media_ids)
@@ -120,6 +152,60 @@ class ModelData:
             "signature_media": order.astype(np.int64),
             "signature_sizes": sizes.astype(np.int64),
             "by_popularity": np.lexsort((index, -self.popularity.astype(np.float64))).astype(np.int64),
+            "lookup_ids": self.media_ids,
+            "lookup_idx": None,
         }
+        if self.appended:
+            id_order = np.argsort(self.media_ids, kind="stable")
+            derived.update(lookup_ids=self.media_ids[id_order], lookup_idx=id_order.astype(np.int64))
         for name, value in derived.items():
             object.__setattr__(self, name, value)
+
+    def with_media(self, media: list[Media]) -> ModelData:
+        """This model with the media of `media` it does not know appended (new titles): no
+        neighbours, popularity 0, their genres, type and year; the model's version is the same."""
+        media = list({m.id: m for m in media}.values())
+        raw = np.frombuffer(b"".join(m.id.bytes for m in media), dtype="V16")
+        known = np.zeros(len(media), dtype=bool)
+        if len(self.lookup_ids) and len(media):
+            place = np.minimum(np.searchsorted(self.lookup_ids, raw), len(self.lookup_ids) - 1)
+            known = self.lookup_ids[place] == raw
+        new = [m for m, k in zip(media, known.tolist()) if not k]
+        if not new:
+            return self
+        first = len(self.media_ids)
+        genre_names = list(self.genre_names)
+        members: list[list[int]] = [[] for _ in genre_names]
+        type_names = list(self.media_type_names)
+        types = []
+        for position, item in enumerate(new, start=first):
+            for genre in item.genres:
+                if genre not in genre_names:
+                    genre_names.append(genre)
+                    members.append([])
+                members[genre_names.index(genre)].append(position)
+            if item.media_type not in type_names:
+                type_names.append(item.media_type)
+            types.append(type_names.index(item.media_type))
+        return ModelData(
+            info=self.info,
+            media_ids=np.concatenate((self.media_ids, np.frombuffer(b"".join(m.id.bytes for m in new), dtype="V16"))),
+            popularity=np.concatenate((self.popularity, np.zeros(len(new), dtype=self.popularity.dtype))),
+            genre_names=tuple(genre_names),
+            media_genres=[
+                np.concatenate((self.media_genres[g] if g < len(self.media_genres) else np.zeros(0, np.int32),
+                                np.array(members[g], dtype=np.int32)))
+                for g in range(len(genre_names))
+            ],
+            neighbour_indptr=np.concatenate(
+                (self.neighbour_indptr, np.full(len(new), self.neighbour_indptr[-1], dtype=self.neighbour_indptr.dtype))
+            ),
+            neighbour_idx=self.neighbour_idx,
+            neighbour_similarity=self.neighbour_similarity,
+            media_type_names=tuple(type_names),
+            media_type=np.concatenate((self.media_type, np.array(types, dtype=np.int16))),
+            release_year=np.concatenate(
+                (self.release_year, np.array([m.release_year or 0 for m in new], dtype=np.int32))
+            ),
+            appended=self.appended + len(new),
+        )

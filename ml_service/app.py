@@ -10,6 +10,7 @@ from database.catalog_repository import CatalogRepository
 from database.engagement_repository import EngagementRepository
 from database.model_repository import ModelRepository
 from database.pools import Databases, open_databases
+from database.records import InteractionWeights
 from database.user_repository import UserRepository
 from ml_service.api import health, model, recommendations
 from ml_service.errors import register_error_handlers
@@ -18,6 +19,7 @@ from ml_service.metrics import register_metrics
 from ml_service.openapi import register_openapi
 from ml_service.request_log import register_request_logging
 from ml_service.security import register_security
+from services.catalog_sync import CatalogSync
 from services.fallback_model import FallbackModels
 from services.model_store import ModelStore
 from services.recommendation_service import RecommendationService
@@ -52,19 +54,21 @@ def build_runtime(settings: Settings, databases: Databases | None = None) -> Run
     MODEL_BOOT_WAIT seconds).
     """
     databases = databases or open_databases(settings)
+    catalog = CatalogRepository(databases.catalog)
     models = ModelStore(
         ModelRepository(databases.model),
         settings.model_reload_interval,
         max_age_hours=settings.model_max_age_hours,
+        catalog_sync=CatalogSync(catalog),
+        sync_interval=settings.catalog_sync_interval,
     )
-    catalog = CatalogRepository(databases.catalog)
-    engagement = EngagementRepository(databases.engagement)
+    engagement = EngagementRepository(databases.engagement, InteractionWeights.of(settings))
     recommender = RecommendationService(
         users=UserRepository(databases.user),
         catalog=catalog,
         engagement=engagement,
         models=models,
-        weights=Weights(content=settings.content_weight, collaborative=settings.collaborative_weight),
+        weights=Weights(settings.content_weight, settings.collaborative_weight, settings.dislike_weight),
         history_weighting=settings.history_weighting,
         fallback=FallbackModels(engagement, catalog),
         deadline_seconds=settings.request_deadline_ms / 1000,

@@ -19,7 +19,7 @@ from database.catalog_repository import CatalogRepository
 from database.engagement_repository import EngagementRepository
 from database.model_repository import ModelRepository
 from database.pools import Databases, open_databases
-from database.records import ModelInfo
+from database.records import InteractionWeights, ModelInfo
 from database.schema import apply_schema
 from services import refresh as refresh_job
 from settings import DatabaseUrls, Settings
@@ -58,7 +58,7 @@ def run_refresh(settings: Settings, progress: bool = False, force: bool = False)
     with offline_databases(settings, "refresh") as databases:
         return refresh_job.refresh(
             CatalogRepository(databases.catalog),
-            EngagementRepository(databases.engagement),
+            EngagementRepository(databases.engagement, InteractionWeights.of(settings)),
             ModelRepository(databases.model),
             neighbours_k=settings.neighbours_k,
             user_damping=settings.neighbours_user_damping,

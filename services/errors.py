@@ -27,3 +27,17 @@ class DatabaseUnavailable(ServiceError):
 
     status = 503
     code = "database_unavailable"
+
+
+class MediaNotFound(ServiceError):
+    """The media asked about is not in the catalog (or was deleted)."""
+
+    status = 404
+    code = "not_found"
+
+
+class NotInHistory(ServiceError):
+    """A row "because you watched" a media the user has not liked or watched."""
+
+    status = 400
+    code = "invalid_request"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
@@ -11,6 +12,7 @@ from database.deadline import Deadline
 from database.model_repository import LOAD_TIMEOUT_MS, ModelRepository
 from database.pools import Unavailable
 from database.records import ModelData
+from services.catalog_sync import CatalogSync
 from services.errors import ModelUnavailable
 
 log = logging.getLogger(__name__)
@@ -27,12 +29,24 @@ class ModelStore:
     `start()` runs a daemon thread that checks the published version every `reload_interval`
     seconds (every RETRY_WITHOUT_MODEL while none is loaded), with or without traffic, and
     swaps in a newer model once it is fully loaded (readers keep the old object until their
-    request ends). When the model database fails, the model in memory keeps serving.
+    request ends). When the model database fails, the model in memory keeps serving. With a
+    `catalog_sync`, the same thread adds the catalog's new media to the model right after each
+    load and every `sync_interval` seconds (services/catalog_sync.py).
     """
 
-    def __init__(self, repository: ModelRepository, reload_interval: float, max_age_hours: float = 0.0) -> None:
+    def __init__(
+        self,
+        repository: ModelRepository,
+        reload_interval: float,
+        max_age_hours: float = 0.0,
+        catalog_sync: CatalogSync | None = None,
+        sync_interval: float = 60.0,
+    ) -> None:
         self._repository = repository
         self._reload_interval = reload_interval
+        self._catalog_sync = catalog_sync
+        self._sync_interval = sync_interval
+        self._synced_at = float("-inf")  # time.monotonic() of the last catalog sync
         self._max_age = timedelta(hours=max_age_hours) if max_age_hours > 0 else None
         self._model: ModelData | None = None
         self._attempted = threading.Event()  # the first load attempt has ended, either way
@@ -80,6 +94,7 @@ class ModelStore:
         if version is not None and (current is None or current.info.version != version):
             model = self._repository.load(Deadline.after(LOAD_TIMEOUT_MS / 1000))
             if model is not None:
+                self._synced_at = float("-inf")  # the new model lacks what the catalog gained since its build
                 self._model = model
                 log.info(
                     "model %s loaded", model.info.version,
@@ -87,6 +102,14 @@ class ModelStore:
                 )
                 for listener in self._listeners:
                     listener(model)
+        return self._model
+
+    def sync_catalog(self) -> ModelData | None:
+        """Add the catalog's new media to the model in memory now (see CatalogSync)."""
+        model = self._model
+        if model is not None and self._catalog_sync is not None:
+            self._synced_at = time.monotonic()
+            self._model = self._catalog_sync.extend(model)  # only this thread replaces the model
         return self._model
 
     def _run(self) -> None:
@@ -97,5 +120,13 @@ class ModelStore:
                 log.debug("could not check for a new model: %s", error)
             except Exception:
                 log.exception("model reload failed; serving the model in memory")
+            if time.monotonic() - self._synced_at >= self._sync_interval:
+                try:
+                    self.sync_catalog()
+                except Unavailable as error:
+                    log.debug("could not look for new media: %s", error)
+                except Exception:
+                    log.exception("catalog sync failed; serving the model in memory")
             self._attempted.set()
-            self._stop.wait(self._reload_interval if self._model is not None else RETRY_WITHOUT_MODEL)
+            wait = min(self._reload_interval, self._sync_interval)
+            self._stop.wait(wait if self._model is not None else RETRY_WITHOUT_MODEL)

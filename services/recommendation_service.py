@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence, TypeVar
 from uuid import UUID
 
@@ -16,7 +16,7 @@ from database.pools import Unavailable
 from database.records import Media, ModelData
 from database.user_repository import UserRepository
 from services import scoring
-from services.errors import DatabaseUnavailable, ModelUnavailable
+from services.errors import DatabaseUnavailable, MediaNotFound, ModelUnavailable, NotInHistory
 from services.fallback_model import FallbackModels
 from services.filters import MediaFilter
 from services.model_store import ModelStore
@@ -30,6 +30,11 @@ DELETED_SLACK = 3
 # in turn (30 %, then 30 % of the remaining 70 %): even when both hang, catalog_db keeps about
 # half, so the answer is degraded, not a 503.
 OPTIONAL_SHARE = 0.3
+# With `diversity`, each user's ranking holds this many times offset + limit media to choose from.
+DIVERSITY_CANDIDATES = 3
+# "More like this" for a user: the most similar media the user has not seen, then ordered by
+# the user's hybrid score; at least this many, so that the order does not depend on the page.
+SIMILAR_CANDIDATES = 100
 # Seconds a client is told to wait when catalog_db (without which no media can be described) is down.
 CATALOG_RETRY_AFTER = 1
 # What a degraded answer lacks, in the order responses list it.
@@ -45,6 +50,8 @@ class Recommendation:
     content_score: float
     collaborative_score: float
     source: str  # "hybrid" or "popular"
+    # Up to 2 of the user's own media that add most to the collaborative score (hybrid items).
+    because: tuple[Media, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,37 @@ class Recommendations:
     def count(self) -> int:
         """How many items this page holds."""
         return len(self.items)
+
+
+@dataclass(frozen=True)
+class SimilarMedia:
+    """A page of media like one media ("more like this"), for anyone or ordered for one user."""
+
+    media: Media
+    user_id: UUID | None
+    items: list[Recommendation]
+    limit: int
+    offset: int
+    degraded: tuple[str, ...] = ()
+    model_version: int | None = None
+
+    @property
+    def count(self) -> int:
+        """How many items this page holds."""
+        return len(self.items)
+
+
+@dataclass
+class _Described:
+    """What the catalog said of the media one request ranked, by model index (None: not live)."""
+
+    media: dict[int, Media | None]
+    filters: MediaFilter
+
+    def live(self, idx: int) -> Media | None:
+        """The media if live and passing the request's filters as the catalog describes it now."""
+        media = self.media[idx]
+        return media if media is not None and self.filters.matches(media) else None
 
 
 class RecommendationService:
@@ -104,9 +142,14 @@ class RecommendationService:
         arrived_at: float | None = None,
         filters: MediaFilter = MediaFilter(),
         exclude: Sequence[UUID] = (),
+        diversity: float = 0.0,
+        because: UUID | None = None,
     ) -> Recommendations:
-        """A page of recommendations for one user."""
-        return self.recommend_many([user_id], limit, offset, arrived_at, filters, exclude)[user_id]
+        """A page of recommendations for one user; with `because` (a media the user liked or
+        watched), the media most like that one that the user has not seen (see `similar`)."""
+        if because is not None:
+            return self._because(user_id, because, limit, offset, arrived_at, filters, exclude, diversity)
+        return self.recommend_many([user_id], limit, offset, arrived_at, filters, exclude, diversity)[user_id]
 
     def recommend_many(
         self,
@@ -116,14 +159,16 @@ class RecommendationService:
         arrived_at: float | None = None,
         filters: MediaFilter = MediaFilter(),
         exclude: Sequence[UUID] = (),
+        diversity: float = 0.0,
     ) -> dict[UUID, Recommendations]:
         """A page of recommendations for each distinct user id, in the order first given.
 
         Only media that pass `filters` and are not in `exclude` are recommended; a filtered page
-        is as full as an unfiltered one while the catalog has media that pass. The database work
+        is as full as an unfiltered one while the catalog has media that pass. `diversity`
+        (0-1) re-ranks each page for genre variety (scoring.diversify). The database work
         ends `deadline_seconds` after `arrived_at` (time.monotonic(); now by default).
         """
-        deadline = Deadline((time.monotonic() if arrived_at is None else arrived_at) + self._deadline_seconds)
+        deadline = self._deadline(arrived_at)
         lacking: set[str] = set()
         model = self._model(lacking, deadline)
         pool = scoring.Pool.of(model, filters.mask(model)) if filters else None
@@ -131,8 +176,7 @@ class RecommendationService:
         user_ids = list(dict.fromkeys(user_ids))
         optional = deadline.share(OPTIONAL_SHARE)
         profiles = self._optional(lambda: self._users.profiles_by_ids(user_ids, optional), {}, lacking)
-        optional = deadline.share(OPTIONAL_SHARE)
-        histories = self._optional(lambda: self._engagement.histories_by_user_ids(user_ids, optional), {}, lacking)
+        histories = self._histories(user_ids, deadline, lacking)
         signals = {}
         for user_id in user_ids:
             profile = profiles.get(user_id)
@@ -140,24 +184,200 @@ class RecommendationService:
             signals[user_id] = scoring.user_signals(
                 model, genres, histories.get(user_id), self._history_weighting, excluded_idx
             )
-        rankings, media = self._rank_live(model, signals, offset + limit, deadline, pool, filters)
-        degraded = tuple(name for name in DEGRADATIONS if name in lacking)
-        version = None if "model" in lacking else model.info.version
+        wanted = offset + limit
+        ranked = wanted * DIVERSITY_CANDIDATES if diversity > 0 else wanted
+        rankings, explained, described = self._rank_live(model, signals, ranked, deadline, pool, filters)
         results = {}
         for user_id, ranking in rankings.items():
-            items = [
-                Recommendation(media[idx], score, content, collaborative, "hybrid" if hybrid else "popular")
-                for idx, score, content, collaborative, hybrid in zip(
-                    ranking.media_idx.tolist(),
-                    np.round(ranking.score, 6).tolist(),
-                    np.round(ranking.content, 6).tolist(),
-                    np.round(ranking.collaborative, 6).tolist(),
-                    ranking.is_hybrid.tolist(),
-                )
-                if media[idx] is not None
-            ]
-            results[user_id] = Recommendations(user_id, items[offset : offset + limit], limit, offset, degraded, version)
+            items = self._items(ranking, explained[user_id], described)
+            if diversity > 0:
+                order = scoring.diversify(model, np.array([idx for idx, _ in items]), wanted, diversity)
+                items = [items[i] for i in order.tolist()]
+            page = [item for _, item in items[offset:wanted]]
+            results[user_id] = Recommendations(user_id, page, limit, offset, *self._provenance(model, lacking))
         return results
+
+    def similar(
+        self,
+        media_id: UUID,
+        limit: int = 10,
+        offset: int = 0,
+        user_id: UUID | None = None,
+        arrived_at: float | None = None,
+    ) -> SimilarMedia:
+        """A page of the media most like `media_id` ("more like this").
+
+        Its neighbours in the model, most similar first (media deleted since the refresh
+        skipped), then the most popular media sharing most of its genres; for a media the
+        model does not know (newer than the model and the last catalog sync), the genre part
+        alone. With `user_id`, the SIMILAR_CANDIDATES (or offset + limit) most similar media
+        the user has not interacted with, ordered by the user's hybrid score. MediaNotFound
+        when the catalog has no live media `media_id`. Costs one catalog query (two for a
+        media the model does not know); with `user_id`, one query more each to user_db and
+        engagement_db.
+        """
+        deadline = self._deadline(arrived_at)
+        lacking: set[str] = set()
+        model = self._model(lacking, deadline)
+        wanted = offset + limit
+        user = None
+        if user_id is not None:
+            optional = deadline.share(OPTIONAL_SHARE)
+            profile = self._optional(lambda: self._users.profiles_by_ids([user_id], optional), {}, lacking).get(user_id)
+            history = self._histories([user_id], deadline, lacking).get(user_id)
+            user = scoring.user_signals(model, profile.genres if profile else (), history, self._history_weighting)
+        seed, known = scoring.media_indices(model, np.frombuffer(media_id.bytes, dtype="V16"))
+        seed_idx, seed_media = int(seed[0]), None
+        if not known[0]:  # newer than the model and the last catalog sync: similar by genre only
+            seed_idx = None
+            seed_media = self._required(lambda: self._catalog.media_by_ids([media_id], deadline)).get(media_id)
+            if seed_media is None:
+                raise MediaNotFound(f"no media {media_id} in the catalog")
+        seed_genres = scoring.seed_genres(model, seed_idx, seed_media)
+        excluded = user.excluded_idx if user is not None else np.zeros(0, dtype=np.int64)
+        count = max(wanted, SIMILAR_CANDIDATES) if user is not None else wanted
+        idx, neighbour, explained, described = self._similar_live(
+            model, seed_idx, seed_genres, count, excluded, deadline, user
+        )
+        seed_media = seed_media or described.media.get(seed_idx)
+        if seed_media is None:
+            raise MediaNotFound(f"no media {media_id} in the catalog")
+        if user is None:
+            items = self._seed_items(model, seed_idx, seed_genres, idx, neighbour, described)
+        else:
+            score, content, collaborative = scoring.hybrid_scores(model, user, self._weights, idx)
+            order = np.lexsort((np.arange(len(idx)), -score))  # the user's score, then similarity
+            ranking = scoring.Ranking(idx[order], score[order], content[order], collaborative[order])
+            items = self._items(ranking, [explained[i] for i in order.tolist()], described)
+        page = [item for _, item in items[offset:wanted]]
+        return SimilarMedia(seed_media, user_id, page, limit, offset, *self._provenance(model, lacking))
+
+    def _because(
+        self,
+        user_id: UUID,
+        seed_id: UUID,
+        limit: int,
+        offset: int,
+        arrived_at: float | None,
+        filters: MediaFilter,
+        exclude: Sequence[UUID],
+        diversity: float,
+    ) -> Recommendations:
+        """The row "because you watched <seed_id>": the media most like it (scoring.similar_media)
+        that pass `filters` and the user has not interacted with. NotInHistory when the user's
+        history (if engagement_db answers) has no positive interaction with it."""
+        deadline = self._deadline(arrived_at)
+        lacking: set[str] = set()
+        model = self._model(lacking, deadline)
+        pool = scoring.Pool.of(model, filters.mask(model)) if filters else None
+        history = self._histories([user_id], deadline, lacking).get(user_id)
+        signals = scoring.user_signals(
+            model, (), history, self._history_weighting, scoring.excluded_indices(model, exclude)
+        )
+        seed, known = scoring.media_indices(model, np.frombuffer(seed_id.bytes, dtype="V16"))
+        if "engagement_db" not in lacking and not (known[0] and np.isin(seed, signals.positive_idx)[0]):
+            raise NotInHistory(f"because: media {seed_id} is not one this user liked or watched")
+        wanted = offset + limit
+        if not known[0]:  # engagement_db is down and the model does not know the media: nothing is like it
+            return Recommendations(user_id, [], limit, offset, *self._provenance(model, lacking))
+        ranked = wanted * DIVERSITY_CANDIDATES if diversity > 0 else wanted
+        seed_idx = int(seed[0])
+        seed_genres = scoring.seed_genres(model, seed_idx)
+        idx, neighbour, _, described = self._similar_live(
+            model, seed_idx, seed_genres, ranked, signals.excluded_idx, deadline, None, pool, filters
+        )
+        items = self._seed_items(model, seed_idx, seed_genres, idx, neighbour, described)
+        if diversity > 0:
+            order = scoring.diversify(model, idx, wanted, diversity)
+            items = [items[i] for i in order.tolist()]
+        page = [item for _, item in items[offset:wanted]]
+        return Recommendations(user_id, page, limit, offset, *self._provenance(model, lacking))
+
+    def _similar_live(
+        self,
+        model: ModelData,
+        seed_idx: int | None,
+        seed_genres: np.ndarray,
+        count: int,
+        excluded: np.ndarray,
+        deadline: Deadline,
+        user: scoring.UserSignals | None = None,
+        pool: scoring.Pool | None = None,
+        filters: MediaFilter = MediaFilter(),
+    ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], _Described]:
+        """The `count` live media most like `seed_idx` (scoring.similar_media), whether each is
+        a neighbour, what of `user`'s history explains each (scoring.because; empty without a
+        user), and the catalog's answer, which also describes the seed and those media. One
+        catalog query, more only when deleted media leave the page short (see _rank_live)."""
+        described = _Described({}, filters)
+        asked = count + DELETED_SLACK
+        while True:
+            idx, neighbour = scoring.similar_media(model, seed_idx, seed_genres, asked, excluded, pool)
+            explained = scoring.because(model, user, idx) if user is not None else [np.zeros(0, np.int64)] * len(idx)
+            seed = [] if seed_idx is None else [seed_idx]
+            self._describe(model, [*seed, *idx.tolist(), *(i for e in explained for i in e.tolist())], described, deadline)
+            live = np.flatnonzero([described.live(i) is not None for i in idx.tolist()])
+            if len(live) >= count or len(idx) < asked:
+                break
+            asked *= 2
+        live = live[:count]
+        return idx[live], neighbour[live], [explained[i] for i in live.tolist()], described
+
+    def _seed_items(
+        self,
+        model: ModelData,
+        seed_idx: int | None,
+        seed_genres: np.ndarray,
+        idx: np.ndarray,
+        neighbour: np.ndarray,
+        described: _Described,
+    ) -> list[tuple[int, Recommendation]]:
+        """Items of a "more like this" row, scored as if the seed were a user's only liked media
+        and its genres their preferences; neighbours are "hybrid" (because of the seed), the
+        genre fill "popular"."""
+        seeds = np.array([] if seed_idx is None else [seed_idx], dtype=np.int64)
+        as_seed = scoring.UserSignals(
+            positive_idx=seeds,
+            positive_weight=np.ones(len(seeds)),
+            excluded_idx=seeds,
+            genre_idx=seed_genres,
+            genre_count=len(seed_genres),
+        )
+        score, content, collaborative = scoring.hybrid_scores(model, as_seed, self._weights, idx)
+        seed = described.media.get(seed_idx) if seed_idx is not None else None
+        return [
+            (i, Recommendation(
+                described.live(i), s, c, co, "hybrid" if n else "popular", (seed,) if n and seed is not None else ()
+            ))
+            for i, s, c, co, n in zip(
+                idx.tolist(),
+                np.round(score, 6).tolist(),
+                np.round(content, 6).tolist(),
+                np.round(collaborative, 6).tolist(),
+                neighbour.tolist(),
+            )
+        ]
+
+    def _items(
+        self, ranking: scoring.Ranking, explained: list[np.ndarray], described: _Described
+    ) -> list[tuple[int, Recommendation]]:
+        """The ranking's live media as (model index, Recommendation), best first."""
+        items = []
+        for i, (idx, score, content, collaborative, hybrid) in enumerate(zip(
+            ranking.media_idx.tolist(),
+            np.round(ranking.score, 6).tolist(),
+            np.round(ranking.content, 6).tolist(),
+            np.round(ranking.collaborative, 6).tolist(),
+            ranking.is_hybrid.tolist(),
+        )):
+            media = described.live(idx)
+            if media is None:
+                continue
+            sources = tuple(m for m in (described.media.get(j) for j in explained[i].tolist()) if m is not None)
+            items.append((idx, Recommendation(
+                media, score, content, collaborative, "hybrid" if hybrid else "popular", sources if hybrid else ()
+            )))
+        return items
 
     def _rank_live(
         self,
@@ -167,36 +387,60 @@ class RecommendationService:
         deadline: Deadline,
         pool: scoring.Pool | None,
         filters: MediaFilter,
-    ) -> tuple[dict[UUID, scoring.Ranking], dict[int, Media | None]]:
-        """Each user's ranking, long enough to hold `wanted` live media, and those media by model index.
+    ) -> tuple[dict[UUID, scoring.Ranking], dict[UUID, list[np.ndarray]], _Described]:
+        """Each user's ranking, long enough to hold `wanted` live media, what explains each of
+        its media (scoring.because), and the catalog's description of all of them.
 
         Media deleted from the catalog since the last refresh are still in the model, so each
         ranking holds DELETED_SLACK more than wanted; the catalog query (one for every user)
-        tells which are live (None: deleted, or no longer passing `filters` as the catalog
-        describes them now). Only when that is not enough for some users, they
-        are ranked further and the next candidates asked for: one more query per round.
+        tells which are live, and describes the media that explain them. Only when that is
+        not enough for some users, they are ranked further and the next candidates asked
+        for: one more query per round.
         """
         counts = dict.fromkeys(signals, wanted + DELETED_SLACK)
         rankings: dict[UUID, scoring.Ranking] = {}
-        media: dict[int, Media | None] = {}
+        explained: dict[UUID, list[np.ndarray]] = {}
+        described = _Described({}, filters)
         pending = list(signals)
         while pending:
             for user_id in pending:
-                rankings[user_id] = scoring.rank_for_user(model, signals[user_id], self._weights, counts[user_id], pool)
-            unknown = {i for u in pending for i in rankings[u].media_idx.tolist() if i not in media}
-            ids = {UUID(bytes=model.media_ids[i].tobytes()): i for i in unknown}
-            found = self._required(lambda: self._catalog.media_by_ids(list(ids), deadline))
-            media.update(dict.fromkeys(unknown))
-            media.update((ids[media_id], item) for media_id, item in found.items() if filters.matches(item))
+                ranking = scoring.rank_for_user(model, signals[user_id], self._weights, counts[user_id], pool)
+                rankings[user_id] = ranking
+                explained[user_id] = scoring.because(model, signals[user_id], ranking.media_idx)
+            wanted_idx = [i for u in pending for i in rankings[u].media_idx.tolist()]
+            wanted_idx += [i for u in pending for e in explained[u] for i in e.tolist()]
+            self._describe(model, wanted_idx, described, deadline)
             pending = [
                 u
                 for u in pending
                 if len(rankings[u].media_idx) == counts[u]  # the model has more to offer
-                and sum(media[i] is not None for i in rankings[u].media_idx.tolist()) < wanted
+                and sum(described.live(i) is not None for i in rankings[u].media_idx.tolist()) < wanted
             ]
             for user_id in pending:
                 counts[user_id] *= 2
-        return rankings, media
+        return rankings, explained, described
+
+    def _describe(self, model: ModelData, media_idx: list[int], described: _Described, deadline: Deadline) -> None:
+        """Ask the catalog (one query) about the media of `media_idx` it was not asked about yet."""
+        unknown = {i for i in media_idx if i not in described.media}
+        if not unknown:
+            return
+        ids = {UUID(bytes=model.media_ids[i].tobytes()): i for i in unknown}
+        found = self._required(lambda: self._catalog.media_by_ids(list(ids), deadline))
+        described.media.update(dict.fromkeys(unknown))
+        described.media.update((ids[media_id], media) for media_id, media in found.items())
+
+    def _histories(self, user_ids: list[UUID], deadline: Deadline, lacking: set[str]) -> dict:
+        optional = deadline.share(OPTIONAL_SHARE)
+        return self._optional(lambda: self._engagement.histories_by_user_ids(user_ids, optional), {}, lacking)
+
+    def _deadline(self, arrived_at: float | None) -> Deadline:
+        return Deadline((time.monotonic() if arrived_at is None else arrived_at) + self._deadline_seconds)
+
+    @staticmethod
+    def _provenance(model: ModelData, lacking: set[str]) -> tuple[tuple[str, ...], int | None]:
+        """What an answer lacked (DEGRADATIONS order), and the model version that ranked it."""
+        return tuple(name for name in DEGRADATIONS if name in lacking), None if "model" in lacking else model.info.version
 
     def _model(self, lacking: set[str], deadline: Deadline) -> ModelData:
         try:

@@ -5,13 +5,13 @@ The API and the offline evaluation both rank through `rank_for_user`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable
 from uuid import UUID
 
 import numpy as np
 
-from database.records import History, ModelData
+from database.records import History, Media, ModelData
 
 # Hybrid scores below this count as zero: such an item is popular-filled, not hybrid-ranked.
 MIN_HYBRID_SCORE = 1e-6
@@ -30,10 +30,12 @@ CENTRED_PRIOR_COUNT = 10
 
 @dataclass(frozen=True)
 class Weights:
-    """How content and collaborative scores blend into the hybrid score."""
+    """How content and collaborative scores blend into the hybrid score, and how much a
+    disliked media's similarities count against its neighbours (InteractionWeights.dislike)."""
 
     content: float = 0.4
     collaborative: float = 0.6
+    dislike: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class UserSignals:
     excluded_idx: np.ndarray  # every media the user interacted with in any way, each once
     genre_idx: np.ndarray  # the user's preferred genres known to the model (into genre_names)
     genre_count: int  # all the user's preferred genres: the content score's denominator
+    disliked_idx: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # media the user disliked
 
 
 @dataclass(frozen=True)
@@ -99,8 +102,9 @@ def media_indices(model: ModelData, media_ids: np.ndarray) -> tuple[np.ndarray, 
     """Model indices of `media_ids` (V16), and a mask of which ids the model knows."""
     if len(media_ids) == 0 or len(model.media_ids) == 0:
         return np.zeros(len(media_ids), dtype=np.int64), np.zeros(len(media_ids), dtype=bool)
-    idx = np.minimum(np.searchsorted(model.media_ids, media_ids), len(model.media_ids) - 1)
-    return idx, model.media_ids[idx] == media_ids
+    place = np.minimum(np.searchsorted(model.lookup_ids, media_ids), len(model.media_ids) - 1)
+    found = model.lookup_ids[place] == media_ids
+    return (place if model.lookup_idx is None else model.lookup_idx[place]), found
 
 
 def excluded_indices(model: ModelData, media_ids: Iterable[UUID]) -> np.ndarray:
@@ -126,6 +130,7 @@ def user_signals(
     """
     media_ids = history.media_ids if history is not None else np.zeros(0, dtype="V16")
     values = history.positive_value if history is not None else np.zeros(0)
+    disliked = history.disliked if history is not None else np.zeros(0, dtype=bool)
     values = np.where(np.isfinite(values), values, 1.0)
     idx, known = media_indices(model, media_ids)
     positive = values > 0
@@ -142,6 +147,7 @@ def user_signals(
         ),
         genre_idx=genre_idx,
         genre_count=len(genres),
+        disliked_idx=idx[disliked & known],
     )
 
 
@@ -163,15 +169,27 @@ def centred_weights(values: np.ndarray) -> np.ndarray:
     return np.maximum(z * (n / (n + CENTRED_PRIOR_COUNT)) + CENTRED_OFFSET, 0.0) + CENTRED_FLOOR
 
 
-def _co_interaction_sums(model: ModelData, positive_idx: np.ndarray, positive_weight: np.ndarray) -> np.ndarray:
-    """Per media: the sum over the user's positive media of weight × similarity (not scaled)."""
-    if len(positive_idx) == 0:
-        return np.zeros(len(model.media_ids), dtype=np.float64)
-    starts = model.neighbour_indptr[positive_idx]
-    lengths = model.neighbour_indptr[positive_idx + 1] - starts
-    # Positions of every neighbour entry of every positive media, without a Python loop.
+def _neighbour_entries(model: ModelData, media_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of every neighbour entry of the media `media_idx` (concatenated in their
+    order, each media's entries most similar first), and for each entry which of them it is."""
+    starts = model.neighbour_indptr[media_idx]
+    lengths = model.neighbour_indptr[media_idx + 1] - starts
+    # Without a Python loop: a running index, shifted to each media's start.
     positions = np.arange(int(lengths.sum())) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
-    contributions = np.repeat(positive_weight, lengths) * model.neighbour_similarity[positions]
+    return positions, np.repeat(np.arange(len(media_idx)), lengths)
+
+
+def _co_interaction_sums(model: ModelData, signals: UserSignals, dislike: float = 0.0) -> np.ndarray:
+    """Per media: the sum over the user's positive media of weight × similarity, less
+    `dislike` × similarity over their disliked media (not scaled)."""
+    seeds, weights = signals.positive_idx, signals.positive_weight
+    if dislike > 0 and len(signals.disliked_idx):
+        seeds = np.concatenate((seeds, signals.disliked_idx))
+        weights = np.concatenate((weights, np.full(len(signals.disliked_idx), -dislike)))
+    if len(seeds) == 0:
+        return np.zeros(len(model.media_ids), dtype=np.float64)
+    positions, seed = _neighbour_entries(model, seeds)
+    contributions = weights[seed] * model.neighbour_similarity[positions]
     return np.bincount(model.neighbour_idx[positions], weights=contributions, minlength=len(model.media_ids))
 
 
@@ -192,26 +210,160 @@ def rank_for_user(
     if pool.mask is not None:
         excluded = excluded[pool.mask[excluded]]  # exclusions outside the pool change nothing
     count = max(0, min(count, pool.size - len(excluded)))
-    # The collaborative score is these sums scaled to [0, 1] by the largest; scaled only at the candidates.
-    co_interaction = _co_interaction_sums(model, signals.positive_idx, signals.positive_weight)
-    top_co_interaction = co_interaction.max() if len(co_interaction) else 0.0
+    co_interaction = _co_interaction_sums(model, signals, weights.dislike)
     matches = model.signature_genres[:, signals.genre_idx].sum(axis=1)  # per signature: user genres it has
-    allowed = co_interaction > 0
+    allowed = co_interaction != 0
+    # Media a dislike pushed down may fall below the genre candidates: ask for as many more.
+    lowered = np.flatnonzero(co_interaction < 0) if weights.dislike > 0 else np.zeros(0, dtype=np.int64)
     if pool.mask is not None:
         allowed &= pool.mask
-    allowed[_genre_candidates(model, pool, matches, excluded, count, weights, signals.genre_count)] = True
+        lowered = lowered[pool.mask[lowered]]
+    genre_candidates = _genre_candidates(
+        model, pool, matches, np.concatenate((excluded, lowered)), count, weights, signals.genre_count
+    )
+    allowed[genre_candidates] = True
     allowed[excluded] = False
     candidates = np.flatnonzero(allowed)
-    content = matches[model.media_signature[candidates]] / max(signals.genre_count, 1)
-    collaborative = co_interaction[candidates]
-    if top_co_interaction > 0:
-        collaborative /= top_co_interaction
-    hybrid = weights.content * content + weights.collaborative * collaborative
-    hybrid[hybrid < MIN_HYBRID_SCORE] = 0.0
+    score, content, collaborative = _hybrid(model, signals, weights, candidates, co_interaction, matches)
     top_popularity = float(model.popularity.max()) if len(model.popularity) else 0.0
     tiebreak = POPULARITY_TIEBREAK / top_popularity if top_popularity > 0 else 0.0
-    best = _largest(hybrid + tiebreak * model.popularity[candidates], count)
-    return Ranking(candidates[best], hybrid[best], content[best], collaborative[best])
+    best = _largest(score + tiebreak * model.popularity[candidates], count)
+    return Ranking(candidates[best], score[best], content[best], collaborative[best])
+
+
+def hybrid_scores(
+    model: ModelData, signals: UserSignals, weights: Weights, media_idx: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The user's hybrid, content and collaborative scores of the media `media_idx`, exactly as
+    `rank_for_user` computes them."""
+    co_interaction = _co_interaction_sums(model, signals, weights.dislike)
+    matches = model.signature_genres[:, signals.genre_idx].sum(axis=1)
+    return _hybrid(model, signals, weights, media_idx, co_interaction, matches)
+
+
+def _hybrid(
+    model: ModelData,
+    signals: UserSignals,
+    weights: Weights,
+    candidates: np.ndarray,
+    co_interaction: np.ndarray,
+    matches: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hybrid, content and collaborative scores of `candidates`; the collaborative score is
+    the co-interaction sum scaled to [0, 1] by the user's largest (scaled only here); sums
+    below 0 (dislikes) scale alike, by the largest magnitude when no sum is positive."""
+    scale = co_interaction.max() if len(co_interaction) else 0.0
+    if scale <= 0 and len(co_interaction):
+        scale = -co_interaction.min()
+    content = matches[model.media_signature[candidates]] / max(signals.genre_count, 1)
+    collaborative = co_interaction[candidates]
+    if scale > 0:
+        collaborative = collaborative / scale
+    hybrid = weights.content * content + weights.collaborative * collaborative
+    hybrid[np.abs(hybrid) < MIN_HYBRID_SCORE] = 0.0  # below 0 (dislikes): after the popular fill
+    return hybrid, content, collaborative
+
+
+def because(model: ModelData, signals: UserSignals, media_idx: np.ndarray, most: int = 2) -> list[np.ndarray]:
+    """For each media of `media_idx`: up to `most` of the user's positive media that add most
+    to its collaborative score (weight × similarity), largest first; empty where none does."""
+    explained: list[np.ndarray] = [np.zeros(0, dtype=np.int64) for _ in range(len(media_idx))]
+    if len(signals.positive_idx) == 0 or len(media_idx) == 0:
+        return explained
+    positions, seed = _neighbour_entries(model, signals.positive_idx)
+    targets = model.neighbour_idx[positions]
+    order = np.argsort(media_idx, kind="stable")
+    place = np.minimum(np.searchsorted(media_idx[order], targets), len(media_idx) - 1)
+    hit = media_idx[order][place] == targets
+    if not hit.any():
+        return explained
+    rows = order[place[hit]]  # which item of media_idx each contributing entry explains
+    contribution = signals.positive_weight[seed[hit]] * model.neighbour_similarity[positions[hit]]
+    sources = signals.positive_idx[seed[hit]]
+    ranked = np.lexsort((sources, -contribution, rows))  # per item: largest contribution first
+    rows, sources = rows[ranked], sources[ranked]
+    first = np.searchsorted(rows, rows, side="left")
+    keep = np.arange(len(rows)) - first < most
+    for row, source in zip(rows[keep].tolist(), sources[keep].tolist()):
+        explained[row] = np.append(explained[row], source)
+    return explained
+
+
+def seed_genres(model: ModelData, seed_idx: int | None, media: Media | None = None) -> np.ndarray:
+    """The genres (indices into genre_names) of the model's media `seed_idx`, or of `media`, as
+    the catalog describes it, when the model does not know it (None)."""
+    if seed_idx is not None:
+        return np.flatnonzero(model.signature_genres[model.media_signature[seed_idx]])
+    names = set(media.genres) if media is not None else set()
+    return np.array([i for i, name in enumerate(model.genre_names) if name in names], dtype=np.int64)
+
+
+def similar_media(
+    model: ModelData,
+    seed_idx: int | None,
+    genre_idx: np.ndarray,
+    count: int,
+    excluded: np.ndarray,
+    pool: Pool | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The `count` media most like the media `seed_idx`: its neighbours in the model, most
+    similar first, then the most popular media sharing most of its genres (`genre_idx`, see
+    `seed_genres`). Never the seed itself, nor `excluded` (model indices), and only media of
+    `pool`. A seed the model does not know (None) has only the genre part.
+
+    Returns the media indices and, for each, whether it is a neighbour.
+    """
+    pool = pool or Pool.of(model)
+    skipped = np.asarray(excluded, dtype=np.int64)
+    neighbours = np.zeros(0, dtype=np.int64)
+    if seed_idx is not None:
+        skipped = np.union1d(skipped, [seed_idx])
+        start, stop = model.neighbour_indptr[seed_idx], model.neighbour_indptr[seed_idx + 1]
+        neighbours = model.neighbour_idx[start:stop].astype(np.int64)
+        neighbours = neighbours[~np.isin(neighbours, skipped)]
+        if pool.mask is not None:
+            neighbours = neighbours[pool.mask[neighbours]]
+        neighbours = neighbours[:count]
+    by_genre = UserSignals(
+        positive_idx=np.zeros(0, dtype=np.int64),
+        positive_weight=np.zeros(0),
+        excluded_idx=np.union1d(skipped, neighbours),
+        genre_idx=genre_idx,
+        genre_count=len(genre_idx),
+    )
+    fill = rank_for_user(model, by_genre, Weights(content=1.0, collaborative=0.0), count - len(neighbours), pool)
+    media = np.concatenate((neighbours, fill.media_idx)).astype(np.int64)
+    return media, np.arange(len(media)) < len(neighbours)
+
+
+def diversify(model: ModelData, media_idx: np.ndarray, count: int, diversity: float) -> np.ndarray:
+    """Positions in `media_idx` (best first) of `count` media re-ranked for genre variety.
+
+    Maximal marginal relevance: each next pick maximises
+    (1 - diversity) × relevance - diversity × (largest genre similarity to the media already picked),
+    relevance falling linearly from 1 (the best) to 0 down the list, and genre similarity the
+    Jaccard index of two media's genre sets. diversity 0 keeps the order.
+    """
+    count = min(count, len(media_idx))
+    if diversity <= 0 or count <= 1:
+        return np.arange(count)
+    genres = model.signature_genres[model.media_signature[media_idx]].astype(np.float32)
+    shared = genres @ genres.T
+    sizes = genres.sum(axis=1)
+    union = sizes[:, None] + sizes[None, :] - shared
+    similarity = np.divide(shared, union, out=np.zeros_like(shared), where=union > 0)
+    relevance = 1.0 - np.arange(len(media_idx)) / len(media_idx)
+    picked = [0]
+    closest = similarity[0].copy()  # per media: largest similarity to a picked one
+    available = np.ones(len(media_idx), dtype=bool)
+    available[0] = False
+    for _ in range(count - 1):
+        gain = np.where(available, (1 - diversity) * relevance - diversity * closest, -np.inf)
+        best = int(np.argmax(gain))  # ties: the better ranked
+        picked.append(best)
+        available[best] = False
+        np.maximum(closest, similarity[best], out=closest)
+    return np.array(picked, dtype=np.int64)
 
 
 def _largest(key: np.ndarray, count: int) -> np.ndarray:

@@ -72,3 +72,20 @@ def test_a_filtered_row_with_exclusions_costs_the_same_statements(runtime):
     one = statements_for(runtime, [user_uuid(1)], **row)
     fifty = statements_for(runtime, [user_uuid(i) for i in range(1, 51)], **row)
     assert one == fifty and sum(one.values()) == 3 and len(one) == 3
+
+
+def test_more_like_this_costs_one_catalog_query_and_a_users_rows_stay_at_three(runtime):
+    STATEMENTS.clear()
+    similar = runtime.recommender.similar(media_uuid(1), limit=10)
+    assert similar.count == 10 and sum(STATEMENTS.values()) == 1  # the seed and its similar media at once
+    STATEMENTS.clear()
+    similar = runtime.recommender.similar(media_uuid(1), limit=10, user_id=user_uuid(1))
+    assert similar.count == 10 and sum(STATEMENTS.values()) == 3 and len(STATEMENTS) == 3
+    history = runtime.recommender.recommend(user_uuid(1), limit=20).items
+    seed = next(m.id for item in history for m in item.because)
+    STATEMENTS.clear()
+    row = runtime.recommender.recommend(user_uuid(1), limit=10, because=seed)
+    assert row.count == 10 and sum(STATEMENTS.values()) == 2  # engagement_db, catalog_db
+    one = statements_for(runtime, [user_uuid(1)], diversity=1.0)
+    fifty = statements_for(runtime, [user_uuid(i) for i in range(1, 51)], diversity=0.5)
+    assert one == fifty and sum(one.values()) == 3

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import numpy as np
 
-from database.records import History, ModelData, ModelInfo
+from database.records import History, Media, ModelData, ModelInfo
 
 
 def media_uuid(n: int) -> uuid.UUID:
@@ -47,7 +47,14 @@ def make_model(
 
 def make_history(values: dict[int, float]) -> History:
     """A history of media number -> positive value (0: disliked, see History)."""
+    positive = np.array(list(values.values()), dtype=np.float64)
     return History(
         np.frombuffer(b"".join(media_uuid(i).bytes for i in values), dtype="V16"),
-        np.array(list(values.values()), dtype=np.float64),
+        positive,
+        positive == 0,
     )
+
+
+def make_media(genres: list[str], media_id: uuid.UUID | None = None) -> Media:
+    """A catalog media with these genres (a new id by default)."""
+    return Media(media_id or uuid.uuid4(), "A title", "movie", 2020, None, tuple(sorted(genres)))

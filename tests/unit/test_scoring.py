@@ -10,12 +10,16 @@ from services.scoring import (
     POPULARITY_TIEBREAK,
     Pool,
     Weights,
+    because,
     centred_weights,
+    diversify,
     media_indices,
     rank_for_user,
+    seed_genres,
+    similar_media,
     user_signals,
 )
-from tests.unit.model_factory import make_history, make_model
+from tests.unit.model_factory import make_history, make_media, make_model, media_uuid
 
 
 def rank(model, genres=(), history=None, count=10, weights=Weights(), history_weighting="centred"):
@@ -154,13 +158,18 @@ def full_sort(model, signals, weights, count, mask=None):
         content[model.media_genres[g]] += 1.0
     content /= max(signals.genre_count, 1)
     collaborative = np.zeros(n)
-    for i, w in zip(signals.positive_idx.tolist(), signals.positive_weight.tolist()):
+    seeds = list(zip(signals.positive_idx.tolist(), signals.positive_weight.tolist()))
+    if weights.dislike > 0:
+        seeds += [(i, -weights.dislike) for i in signals.disliked_idx.tolist()]
+    for i, w in seeds:
         for j in range(model.neighbour_indptr[i], model.neighbour_indptr[i + 1]):
             collaborative[model.neighbour_idx[j]] += w * float(model.neighbour_similarity[j])
     if n and collaborative.max() > 0:
         collaborative /= collaborative.max()
+    elif n and collaborative.min() < 0:
+        collaborative /= -collaborative.min()
     hybrid = weights.content * content + weights.collaborative * collaborative
-    hybrid[hybrid < MIN_HYBRID_SCORE] = 0.0
+    hybrid[np.abs(hybrid) < MIN_HYBRID_SCORE] = 0.0
     top = float(model.popularity.max()) if n else 0.0
     key = hybrid + (POPULARITY_TIEBREAK / top if top > 0 else 0.0) * model.popularity
     excluded = set(signals.excluded_idx.tolist())
@@ -189,7 +198,10 @@ def test_ranking_equals_a_full_sort_of_the_whole_catalogue(seed):
     for _ in range(30):
         history = {int(i): float(rng.choice([0.0, 1.0, 2.0, 4.0])) for i in rng.choice(n, rng.integers(0, min(n, 60) + 1), replace=False)}
         user_genres = set(rng.choice(names + ["Unknown"], size=rng.integers(0, 4), replace=False))
-        weights = [Weights(), Weights(0.0, 1.0), Weights(1.0, 0.0), Weights(0.7, 0.3), Weights(2e-6, 1.0)][int(rng.integers(0, 5))]
+        weights = [
+            Weights(), Weights(0.0, 1.0), Weights(1.0, 0.0), Weights(0.7, 0.3), Weights(2e-6, 1.0),
+            Weights(dislike=0.5), Weights(0.7, 0.3, dislike=3.0),
+        ][int(rng.integers(0, 7))]
         count = int(rng.choice([1, 10, 30, n]))
         also_excluded = rng.choice(n, rng.integers(0, min(n, 20) + 1), replace=False)
         signals = user_signals(
@@ -198,13 +210,13 @@ def test_ranking_equals_a_full_sort_of_the_whole_catalogue(seed):
         ranking = rank_for_user(model, signals, weights, count)
         expected, hybrid = full_sort(model, signals, weights, count)
         assert ranking.media_idx.tolist() == expected
-        assert ranking.score.tolist() == hybrid[expected].tolist()
+        assert ranking.score.tolist() == pytest.approx(hybrid[expected].tolist())
         # A filtered row: the same order, restricted to the media that pass.
         mask = rng.random(n) < rng.choice([0.05, 0.3, 0.9])
         filtered = rank_for_user(model, signals, weights, count, Pool.of(model, mask))
         expected, hybrid = full_sort(model, signals, weights, count, mask)
         assert filtered.media_idx.tolist() == expected
-        assert filtered.score.tolist() == hybrid[expected].tolist()
+        assert filtered.score.tolist() == pytest.approx(hybrid[expected].tolist())
 
 
 def test_media_indices_find_known_ids_and_only_those():
@@ -238,3 +250,72 @@ def test_signatures_group_media_by_their_exact_genres_most_popular_first():
     # popularity first, then the lower index
     assert sorted(groups.values()) == sorted([[3, 5, 0], [1, 4], [2]])
     assert model.by_popularity.tolist() == [1, 4, 3, 5, 2, 0]
+
+
+def test_a_dislike_weight_lowers_the_neighbours_of_disliked_media():
+    model = make_model([["Drama"], [], ["Drama"], ["Drama"]], [0, 0, 5, 1], neighbours={1: [(2, 1.0)]})
+    # the user disliked media 1, whose neighbour is the popular media 2
+    assert rank(model, genres={"Drama"}, history={1: 0.0}).media_idx.tolist() == [2, 3, 0]
+    lowered = rank(model, genres={"Drama"}, history={1: 0.0}, weights=Weights(dislike=0.5))
+    assert lowered.media_idx.tolist() == [3, 0, 2]
+    assert lowered.collaborative.tolist() == [0.0, 0.0, -1.0]  # scaled by the largest magnitude
+    assert lowered.score.tolist() == pytest.approx([0.4, 0.4, -0.2])  # below the popular fill
+
+
+def test_because_names_the_users_media_that_add_most_to_each_score():
+    model = make_model(
+        [[]] * 6, [0] * 6,
+        neighbours={0: [(3, 0.9), (4, 0.1)], 1: [(3, 0.5), (4, 0.8)], 2: [(3, 0.7)], 5: [(4, 1.0)]},
+    )
+    signals = user_signals(model, (), make_history({0: 1.0, 1: 1.0, 2: 1.0, 5: 0.0}), "raw")
+    explained = because(model, signals, np.array([4, 3, 1]))
+    # media 4: 1 (0.8) before 0 (0.1), and not 5, which was disliked; media 3: 0 (0.9), 2 (0.7), not 1 (0.5)
+    assert [e.tolist() for e in explained] == [[1, 0], [0, 2], []]
+    assert [e.tolist() for e in because(model, signals, np.array([4, 3]), most=1)] == [[1], [0]]
+    # the weights count: a strongly liked media leads
+    weighted = user_signals(model, (), make_history({0: 1.0, 2: 2.0}), "raw")
+    assert because(model, weighted, np.array([3]))[0].tolist() == [2, 0]  # 2 × 0.7 > 1 × 0.9
+
+
+def test_similar_media_are_the_neighbours_then_popular_media_sharing_most_genres():
+    genres = [["A", "B"], ["A", "B"], ["A"], ["C"], ["A", "B"], ["B"], ["A", "B"]]
+    model = make_model(genres, [9, 1, 8, 7, 2, 6, 0], neighbours={0: [(3, 0.9), (5, 0.4), (1, 0.2)]})
+    media, is_neighbour = similar_media(model, 0, seed_genres(model, 0), 6, excluded=np.array([], dtype=np.int64))
+    # neighbours most similar first; then both genres (4 more popular than 6), then one of them
+    assert media.tolist() == [3, 5, 1, 4, 6, 2]
+    assert is_neighbour.tolist() == [True, True, True, False, False, False]
+    media, _ = similar_media(model, 0, seed_genres(model, 0), 3, excluded=np.array([5, 4]))
+    assert media.tolist() == [3, 1, 6]
+    media, _ = similar_media(model, 0, seed_genres(model, 0), 10, np.array([], dtype=np.int64), Pool.of(model, np.ones(7, dtype=bool)))
+    assert media.tolist() == [3, 5, 1, 4, 6, 2]  # never the seed itself
+    only_b = Pool.of(model, np.array(["B" in g for g in genres]))
+    assert similar_media(model, 0, seed_genres(model, 0), 10, np.array([], dtype=np.int64), only_b)[0].tolist() == [5, 1, 4, 6]
+    # a media the model does not know: the genre part alone
+    media, is_neighbour = similar_media(model, None, seed_genres(model, None, make_media(["B", "X"])), 3, np.array([1]))
+    assert media.tolist() == [0, 5, 4] and not is_neighbour.any()  # media with B (X is new), most popular first
+
+
+def test_diversify_trades_rank_for_genre_variety():
+    genres = [["A"], ["A"], ["A"], ["B"], ["C"], ["A", "B"]]
+    model = make_model(genres, [1] * 6)
+    ranked = np.arange(6)
+    assert diversify(model, ranked, 4, 0.0).tolist() == [0, 1, 2, 3]
+    assert diversify(model, ranked, 4, 1.0).tolist() == [0, 3, 4, 5]  # new genres first, then the least similar
+    some = diversify(model, ranked, 4, 0.5).tolist()
+    assert some[:2] == [0, 3] and len(set(some)) == 4
+    assert diversify(model, ranked, 10, 1.0).tolist()[:3] == [0, 3, 4] and len(diversify(model, ranked, 10, 1.0)) == 6
+
+
+def test_media_appended_by_a_catalog_sync_are_found_and_ranked_by_genre():
+    model = make_model([["A"], ["B"], ["A"]], [3, 2, 1], neighbours={0: [(1, 1.0)]})
+    new = [make_media(["A", "New"], uuid.UUID(int=0)), make_media(["B"]), make_media(["A"], media_uuid(1))]
+    synced = model.with_media(new)
+    assert len(synced.media_ids) == 5 and synced.appended == 2  # media_uuid(1) was known already
+    assert synced.with_media(new) is synced
+    idx, found = media_indices(synced, np.frombuffer(b"".join(m.id.bytes for m in new), dtype="V16"))
+    assert found.all() and idx.tolist() == [3, 4, 1]
+    assert synced.media_type.tolist()[3:] == [0, 0] and synced.media_type_names == ("movie",)
+    assert synced.release_year.tolist()[3:] == [2020, 2020]
+    ranking = rank(synced, genres={"New"}, history={0: 1.0})
+    assert ranking.media_idx.tolist()[:2] == [1, 3]  # the neighbour (0.6), then the new title by genre (0.4)
+    assert ranking.content.tolist()[1] == 1.0 and synced.popularity[3] == 0
