@@ -1,9 +1,10 @@
-"""Ranking metrics at K with binary relevance, averaged over users."""
+"""Ranking metrics at K with binary relevance, and intra-list genre diversity, averaged over users."""
 
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from itertools import combinations
+from typing import AbstractSet, Mapping, Sequence
 
 
 def precision_at_k(recommended: Sequence[int], relevant: frozenset[int], k: int) -> float:
@@ -59,3 +60,40 @@ def summarise(
         "catalog_coverage": len({item for items in lists.values() for item in items}),
         "user_coverage": sum(1 for items in lists.values() if len(items) >= k) / n if n else None,
     }
+
+
+def genre_distance(a: AbstractSet[str], b: AbstractSet[str]) -> float:
+    """1 - the Jaccard index |a & b| / |a | b| of two genre sets.
+
+    Two media without genres are at distance 1: their Jaccard index is taken as 0, as the
+    re-ranker's genre similarity (services.scoring.diversify) takes it.
+    """
+    union = len(a | b)
+    return 1.0 - (len(a & b) / union if union else 0.0)
+
+
+def intra_list_diversity(recommended: Sequence[int], genres: Mapping[int, AbstractSet[str]], k: int) -> float | None:
+    """ILD@k of one list: the mean genre_distance over the unordered pairs of its first k items.
+
+    None when the first k hold fewer than 2 items (no pair). `genres` maps each item to its
+    genre set (for MovieLens, movies.csv's genres, "(no genres listed)" as the empty set).
+    """
+    pairs = list(combinations(recommended[:k], 2))
+    if not pairs:
+        return None
+    return sum(genre_distance(genres[a], genres[b]) for a, b in pairs) / len(pairs)
+
+
+def mean_intra_list_diversity(
+    recommendations: Mapping[int, Sequence[int]],
+    genres: Mapping[int, AbstractSet[str]],
+    users: Sequence[int],
+    k: int,
+) -> float | None:
+    """ILD@k averaged over the `users` whose top k hold at least 2 items; None when none does.
+
+    A user missing from `recommendations` counts as an empty list (and so is left out).
+    """
+    values = [intra_list_diversity(list(recommendations.get(u, ()))[:k], genres, k) for u in users]
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None

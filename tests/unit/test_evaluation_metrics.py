@@ -6,6 +6,9 @@ import pytest
 
 from services.evaluation.metrics import (
     average_precision_at_k,
+    genre_distance,
+    intra_list_diversity,
+    mean_intra_list_diversity,
     ndcg_at_k,
     precision_at_k,
     recall_at_k,
@@ -65,3 +68,33 @@ def test_summary_of_an_empty_slice_has_no_means():
     assert summary["users"] == 0
     assert summary["ndcg"] is None and summary["user_coverage"] is None
     assert summary["catalog_coverage"] == 0
+
+
+# Movies 1 and 3 share their genres, 2 shares one of three with them, 4 and 5 have none.
+GENRES = {1: frozenset({"A", "B"}), 2: frozenset({"B", "C"}), 3: frozenset({"A", "B"}), 4: frozenset(), 5: frozenset()}
+
+
+def test_genre_distance_is_one_minus_jaccard():
+    assert genre_distance(GENRES[1], GENRES[2]) == pytest.approx(1 - 1 / 3)  # {B} of {A, B, C}
+    assert genre_distance(GENRES[1], GENRES[3]) == 0.0
+    assert genre_distance(frozenset({"A"}), frozenset({"C"})) == 1.0
+    # Without genres: Jaccard 0, as the re-ranker (scoring.diversify) counts it.
+    assert genre_distance(GENRES[1], GENRES[4]) == 1.0
+    assert genre_distance(GENRES[4], GENRES[5]) == 1.0
+
+
+def test_intra_list_diversity_averages_the_distance_over_the_pairs_of_the_first_k():
+    # pairs (1, 2) = 2/3, (1, 3) = 0, (2, 3) = 2/3
+    assert intra_list_diversity([1, 2, 3], GENRES, 3) == pytest.approx(4 / 9)
+    assert intra_list_diversity([1, 2, 3], GENRES, 2) == pytest.approx(2 / 3)  # only (1, 2)
+    assert intra_list_diversity([1, 3, 4], GENRES, 3) == pytest.approx(2 / 3)  # 0, 1, 1
+    assert intra_list_diversity([1], GENRES, 3) is None
+    assert intra_list_diversity([], GENRES, 3) is None
+
+
+def test_mean_intra_list_diversity_leaves_out_users_without_a_pair():
+    recommendations = {10: [1, 2, 3, 4], 11: [1, 3], 12: [2]}  # 13 got nothing
+    # k = 3: user 10 -> 4/9, user 11 -> 0; users 12 and 13 have no pair
+    assert mean_intra_list_diversity(recommendations, GENRES, [10, 11, 12, 13], 3) == pytest.approx(2 / 9)
+    assert mean_intra_list_diversity(recommendations, GENRES, [12, 13], 3) is None
+    assert mean_intra_list_diversity({}, GENRES, [], 3) is None
