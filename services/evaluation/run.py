@@ -2,7 +2,9 @@
 
 Our model runs through production code only: the importer writes the train ratings into
 fresh databases, and `served` (ml_service/jobs.py: the refresh job, then build_runtime) gives
-the RecommendationService whose recommend_many ranks, exactly as the API does.
+the RecommendationService whose recommend_many ranks, exactly as the API does. The same served
+model ranks once more per diversity value in DIVERSITIES (recommend_many's `diversity`, as the
+API's parameter), each pass a row of its own: "hybrid" is diversity 0, today's ranking.
 """
 
 from __future__ import annotations
@@ -25,13 +27,23 @@ log = logging.getLogger(__name__)
 
 # The batch endpoint's limit: the evaluation asks the service the way a client would.
 BATCH_USERS = 50
-MODEL_NAMES = ("hybrid", "popularity", "seed_hybrid", "implicit_itemknn", "implicit_als")
+# The hybrid's genre-diversity settings evaluated, 0 (the default ranking) first.
+DIVERSITIES = (0.0, 0.25, 0.5, 1.0)
+BASELINE_NAMES = ("popularity", "seed_hybrid", "implicit_itemknn", "implicit_als")
+
+
+def hybrid_name(diversity: float) -> str:
+    """The row of our model at `diversity`: "hybrid" for 0, else e.g. "hybrid (diversity 0.5)"."""
+    return "hybrid" if diversity == 0 else f"hybrid (diversity {diversity:g})"
+
+
+MODEL_NAMES = tuple(hybrid_name(d) for d in DIVERSITIES) + BASELINE_NAMES
 
 
 class Recommender(Protocol):
     """What the evaluation asks of the service (services.recommendation_service.RecommendationService)."""
 
-    def recommend_many(self, user_ids: Sequence[UUID], limit: int = 10) -> dict: ...
+    def recommend_many(self, user_ids: Sequence[UUID], limit: int = 10, *, diversity: float = 0.0) -> dict: ...
 
 
 # Given the URLs of databases holding the train data: the refreshed service, for a `with` block.
@@ -53,7 +65,10 @@ def evaluate(data_dir: Path, k: int, out_dir: Path | None, pgdata: Path, served:
         recommendations[name] = run()
         seconds[name] = time.perf_counter() - started
 
-    timed("hybrid", lambda: service_recommendations(movies, split, users, k, pgdata, served, progress))
+    served_lists, served_seconds = service_recommendations(movies, split, users, k, pgdata, served, progress)
+    for diversity in DIVERSITIES:
+        recommendations[hybrid_name(diversity)] = served_lists[diversity]
+        seconds[hybrid_name(diversity)] = served_seconds[diversity]
     train = baselines.TrainMatrix.from_ratings(split.train, [m.movie_id for m in movies])
     genres = preferred_genres(movies, split.train)
     timed("popularity", lambda: baselines.popularity(train, users, k))
@@ -62,12 +77,21 @@ def evaluate(data_dir: Path, k: int, out_dir: Path | None, pgdata: Path, served:
     timed("implicit_als", lambda: baselines.implicit_als(train, users, k, progress))
 
     cold = split.cold_users
+    movie_genres = {m.movie_id: frozenset(m.genres) for m in movies}
+
+    def summarise(name: str, slice_users: list[int]) -> dict:
+        summary = metrics.summarise(recommendations[name], split.relevant, slice_users, k)
+        summary["ild"] = metrics.mean_intra_list_diversity(recommendations[name], movie_genres, slice_users, k)
+        return summary
+
     result = {"dataset": data_dir.name, "k": k, "protocol": describe(), "models": {}}
     for name in MODEL_NAMES:
-        summary = metrics.summarise(recommendations[name], split.relevant, users, k)
-        summary["cold"] = metrics.summarise(recommendations[name], split.relevant, cold, k)
+        summary = summarise(name, users)
+        summary["cold"] = summarise(name, cold)
         summary["seconds"] = round(seconds[name], 2)
         result["models"][name] = summary
+    for diversity in DIVERSITIES:
+        result["models"][hybrid_name(diversity)]["diversity"] = diversity
     print(report.table(result))
     if out_dir is not None:
         for path in report.write(result, Path(out_dir)):
@@ -77,11 +101,17 @@ def evaluate(data_dir: Path, k: int, out_dir: Path | None, pgdata: Path, served:
 
 def service_recommendations(
     movies: list[Movie], split: Split, users: list[int], k: int, pgdata: Path, served: Served, progress: bool
-) -> dict[int, list[int]]:
-    """Import the train ratings, refresh, and ask the service for k recommendations per user."""
+) -> tuple[dict[float, dict[int, list[int]]], dict[float, float]]:
+    """Import the train ratings, refresh, and ask the service for k recommendations per user,
+    once per value in DIVERSITIES, all from the one served model.
+
+    Returns the lists per diversity and the seconds each took: for diversity 0 from the import
+    on (import, refresh, loading and its ranking pass), for the others their ranking pass only.
+    """
     from database.schema import apply_schema
     from services.movielens_import import user_uuid
 
+    started = time.perf_counter()
     databases = EvalDatabases(pgdata)
     try:
         urls = databases.recreate()
@@ -89,14 +119,20 @@ def service_recommendations(
         apply_schema(urls, sources=True)
         import_data(movies, split.train, urls, progress)
         movie_of: dict[UUID, int] = {media_uuid(m.movie_id): m.movie_id for m in movies}
+        lists: dict[float, dict[int, list[int]]] = {}
+        seconds: dict[float, float] = {}
         with served(urls) as recommender:
-            result = {}
-            batches = range(0, len(users), BATCH_USERS)
-            for start in tqdm(batches, desc="recommending", unit=" batches", disable=not progress):
-                batch = users[start : start + BATCH_USERS]
-                pages = recommender.recommend_many([user_uuid(u) for u in batch], limit=k)
-                for user in batch:
-                    result[user] = [movie_of[item.media.id] for item in pages[user_uuid(user)].items]
-            return result
+            for diversity in DIVERSITIES:
+                pass_started = time.perf_counter()
+                result = lists[diversity] = {}
+                batches = range(0, len(users), BATCH_USERS)
+                desc = f"recommending ({hybrid_name(diversity)})"
+                for start in tqdm(batches, desc=desc, unit=" batches", disable=not progress):
+                    batch = users[start : start + BATCH_USERS]
+                    pages = recommender.recommend_many([user_uuid(u) for u in batch], limit=k, diversity=diversity)
+                    for user in batch:
+                        result[user] = [movie_of[item.media.id] for item in pages[user_uuid(user)].items]
+                seconds[diversity] = time.perf_counter() - (started if diversity == 0 else pass_started)
+        return lists, seconds
     finally:
         databases.close()

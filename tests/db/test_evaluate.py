@@ -7,7 +7,7 @@ import numpy as np
 import psycopg
 
 from ml_service.__main__ import main
-from services.evaluation.run import MODEL_NAMES
+from services.evaluation.run import DIVERSITIES, MODEL_NAMES, hybrid_name
 
 GENRES = ["Action", "Comedy", "Drama", "Horror"]
 
@@ -44,18 +44,23 @@ def test_evaluate_runs_every_model_and_writes_the_report(tmp_path, pg_server, mo
     assert list(metrics["models"]) == list(MODEL_NAMES)
     for name, summary in metrics["models"].items():
         assert summary["users"] > 30, name
-        for key in ("precision", "recall", "ndcg", "map", "user_coverage"):
+        for key in ("precision", "recall", "ndcg", "map", "ild", "user_coverage"):
             assert 0.0 <= summary[key] <= 1.0, (name, key)
         assert summary["user_coverage"] == 1.0, name
         assert summary["catalog_coverage"] >= 5, name
-        assert set(summary["cold"]) >= {"precision", "recall", "ndcg", "map", "catalog_coverage", "user_coverage"}
+        assert set(summary["cold"]) >= {"precision", "recall", "ndcg", "map", "ild", "catalog_coverage", "user_coverage"}
     # The data has a clear signal: our model must find some of it.
     assert metrics["models"]["hybrid"]["ndcg"] > 0.1
+    # Our model re-ranked by the service's `diversity`: genre variety rises with it.
+    ours = [metrics["models"][hybrid_name(d)] for d in DIVERSITIES]
+    assert [m["diversity"] for m in ours] == list(DIVERSITIES) and DIVERSITIES[0] == 0
+    ild = [m["ild"] for m in ours]
+    assert ild == sorted(ild) and ild[-1] > ild[0], ild
     assert (out / "ndcg.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = (out / "report.md").read_text()
-    assert "implicit_als" in report and "NDCG@5" in report
+    assert "implicit_als" in report and "NDCG@5" in report and "ILD@5" in report
     table = capsys.readouterr().out
-    assert "seed_hybrid" in table and "cold slice" in table
+    assert "seed_hybrid" in table and "cold slice" in table and "hybrid (diversity 1)" in table
 
 
 def test_evaluate_imports_only_train_ratings(tmp_path, pg_server, monkeypatch):
