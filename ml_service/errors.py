@@ -65,7 +65,9 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(ServiceError)
     def service_error(error: ServiceError):
-        return error_response(error.status, error.code, error.message, retry_after=error.retry_after)
+        return error_response(
+            error.status, error.code, error.message, retry_after=error.retry_after, details=error.details
+        )
 
     @app.errorhandler(PoolTimeout)
     @app.errorhandler(psycopg.Error)

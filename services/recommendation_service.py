@@ -30,8 +30,10 @@ DELETED_SLACK = 3
 # in turn (30 %, then 30 % of the remaining 70 %): even when both hang, catalog_db keeps about
 # half, so the answer is degraded, not a 503.
 OPTIONAL_SHARE = 0.3
-# With `diversity`, each user's ranking holds this many times offset + limit media to choose from.
-DIVERSITY_CANDIDATES = 3
+# With `diversity`, a page is re-ranked from the best max(DIVERSITY_POOL, 3 × (offset + limit))
+# media: the same media for every page within the first DIVERSITY_POOL / 3 items, so those
+# pages continue one another.
+DIVERSITY_POOL = 60
 # "More like this" for a user: the most similar media the user has not seen, then ordered by
 # the user's hybrid score; at least this many, so that the order does not depend on the page.
 SIMILAR_CANDIDATES = 100
@@ -66,6 +68,8 @@ class Recommendations:
     degraded: tuple[str, ...] = ()
     # The published model version that ranked it; None for the stand-in (degraded "model").
     model_version: int | None = None
+    # The seed of a "because you watched" row (None otherwise, or when the catalog lost it).
+    because: Media | None = None
 
     @property
     def count(self) -> int:
@@ -185,7 +189,7 @@ class RecommendationService:
                 model, genres, histories.get(user_id), self._history_weighting, excluded_idx
             )
         wanted = offset + limit
-        ranked = wanted * DIVERSITY_CANDIDATES if diversity > 0 else wanted
+        ranked = max(DIVERSITY_POOL, 3 * wanted) if diversity > 0 else wanted
         rankings, explained, described = self._rank_live(model, signals, ranked, deadline, pool, filters)
         results = {}
         for user_id, ranking in rankings.items():
@@ -276,11 +280,14 @@ class RecommendationService:
         )
         seed, known = scoring.media_indices(model, np.frombuffer(seed_id.bytes, dtype="V16"))
         if "engagement_db" not in lacking and not (known[0] and np.isin(seed, signals.positive_idx)[0]):
-            raise NotInHistory(f"because: media {seed_id} is not one this user liked or watched")
+            raise NotInHistory(
+                f"because: media {seed_id} is not one this user liked or watched",
+                details={"because": ["not a media this user liked or watched"]},
+            )
         wanted = offset + limit
         if not known[0]:  # engagement_db is down and the model does not know the media: nothing is like it
             return Recommendations(user_id, [], limit, offset, *self._provenance(model, lacking))
-        ranked = wanted * DIVERSITY_CANDIDATES if diversity > 0 else wanted
+        ranked = max(DIVERSITY_POOL, 3 * wanted) if diversity > 0 else wanted
         seed_idx = int(seed[0])
         seed_genres = scoring.seed_genres(model, seed_idx)
         idx, neighbour, _, described = self._similar_live(
@@ -291,7 +298,8 @@ class RecommendationService:
             order = scoring.diversify(model, idx, wanted, diversity)
             items = [items[i] for i in order.tolist()]
         page = [item for _, item in items[offset:wanted]]
-        return Recommendations(user_id, page, limit, offset, *self._provenance(model, lacking))
+        seed = described.media.get(seed_idx)
+        return Recommendations(user_id, page, limit, offset, *self._provenance(model, lacking), because=seed)
 
     def _similar_live(
         self,

@@ -141,11 +141,12 @@ def test_a_because_row_is_seeded_by_one_media_of_the_users_history(db_urls, worl
     row = runtime.recommender.recommend(user, limit=5, because=dramas[0])
     ids = [item.media.id for item in row.items]
     assert ids[:2] == [m for m in neighbours_of(runtime.models.current(), dramas[0]) if m != dramas[1]]
-    assert dramas[1] not in ids and row.count == 5
+    assert dramas[1] not in ids and row.count == 5 and row.because.id == dramas[0]  # the seed, to title the row
     assert all(item.because == (row.items[0].because[0],) and item.because[0].id == dramas[0] for item in row.items[:2])
     for not_liked in (comedies[0], comedies[1], new_id()):  # disliked, never seen, unknown
-        with pytest.raises(NotInHistory):
+        with pytest.raises(NotInHistory) as refused:
             runtime.recommender.recommend(user, because=not_liked)
+        assert list(refused.value.details) == ["because"]
 
 
 def test_interaction_weights_per_type(db_urls, world):
@@ -226,5 +227,16 @@ def test_diversity_raises_the_genre_variety_of_a_page(movielens_urls):
         # each page keeps its best item, and diversity 0 is today's ranking
         assert all(varied[u].items[0] == plain[u].items[0] for u in users)
         assert runtime.recommender.recommend_many(users, limit=10, diversity=0.0) == plain
+    finally:
+        runtime.close()
+
+
+def test_diverse_pages_continue_one_another(movielens_urls):
+    runtime = runtime_for(movielens_urls)
+    try:
+        for user in (user_uuid(1), user_uuid(7)):
+            whole = runtime.recommender.recommend(user, limit=20, diversity=0.5).items
+            pages = [runtime.recommender.recommend(user, limit=5, offset=o, diversity=0.5).items for o in (0, 5, 10, 15)]
+            assert [item for page in pages for item in page] == whole
     finally:
         runtime.close()
