@@ -1,4 +1,4 @@
-"""The HTTP API's description, generated from the routes, served at /openapi.json.
+"""The HTTP API's description, generated from the routes, served at /openapi.json and as a page at /docs.
 
 Each route states its arguments and answers with flask-smorest's decorators (ml_service/api/);
 flask-smorest's Api registers the routes and builds the OpenAPI document from them. What holds
@@ -14,16 +14,18 @@ for many routes is added here, once, where the rule that makes it true is:
 - operationId: the view function's name in camelCase.
 
 The routes flask-smorest does not declare (/metrics from prometheus_flask_exporter, /openapi.json
-from flask-smorest itself) are described below.
+and /docs from flask-smorest itself) are described below. The /docs page is Swagger UI, served
+from the files of the flask-swagger-ui package (no CDN: the service may run without internet).
 """
 
 from __future__ import annotations
 
 import http
+from importlib import resources
 
 import flask_smorest
 from apispec import BasePlugin
-from flask import Flask
+from flask import Blueprint, Flask, request
 from werkzeug.routing import Map, Rule
 
 from ml_service import SERVICE_NAME, __version__
@@ -34,6 +36,8 @@ from ml_service.schemas import ErrorSchema, ResponseSchema
 from ml_service.security import API_PREFIX, METRICS_PATH
 
 BLUEPRINTS = (health.blp, recommendations.blp, model.blp)
+DOCS_PATH = "/docs"
+ASSETS_PATH = "/docs/assets"
 API_KEY = "ApiKey"  # security scheme names
 METRICS_KEY = "MetricsKey"
 
@@ -54,7 +58,19 @@ CONFIG = {
     },
     "OPENAPI_URL_PREFIX": "/",
     "OPENAPI_JSON_PATH": "openapi.json",
+    "OPENAPI_SWAGGER_UI_PATH": DOCS_PATH,
+    # Relative to the page, so that it holds under a path prefix (SCRIPT_NAME) too.
+    "OPENAPI_SWAGGER_UI_URL": ASSETS_PATH.removeprefix("/") + "/",
+    # No validator badge: it would ask swagger.io about the document.
+    "OPENAPI_SWAGGER_UI_CONFIG": {"validatorUrl": None, "deepLinking": True},
 }
+DOCS_ENDPOINT = "api-docs.openapi_swagger_ui"  # flask-smorest's names for its page and document
+# The page runs the service's own scripts only (ml_service/templates/swagger_ui.html starts
+# Swagger UI from static/docs.js, no inline script) and calls the service only ("Try it out").
+DOCS_CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
 
 # Every error answer: its description and, per status, the codes `error.code` can take.
 ERRORS = {
@@ -113,7 +129,7 @@ class ServiceWide(BasePlugin):
 
 
 def register_api(app: Flask) -> Api:
-    """Register the routes on `app` and their description at /openapi.json."""
+    """Register the routes on `app`, their description at /openapi.json and the page at /docs."""
     app.config.update(CONFIG)
     api = Api(app, spec_kwargs={"extra_plugins": [ServiceWide()]})
     _describe_components(api.spec)
@@ -122,6 +138,17 @@ def register_api(app: Flask) -> Api:
         api.register_blueprint(blueprint)
     _describe_other_routes(api.spec)
     api.spec.tag({"name": "operations", "description": "Metrics and this description."})
+    app.register_blueprint(
+        Blueprint("docs_assets", __name__, static_folder=resources.files("flask_swagger_ui") / "dist",
+                  static_url_path=ASSETS_PATH)
+    )
+
+    @app.after_request
+    def docs_page_policy(response):
+        if request.endpoint == DOCS_ENDPOINT:
+            response.headers["Content-Security-Policy"] = DOCS_CONTENT_SECURITY_POLICY
+        return response
+
     return api
 
 
@@ -212,6 +239,17 @@ def _describe_other_routes(spec) -> None:
                 "tags": ["operations"],
                 "summary": "This description (OpenAPI 3).",
                 "responses": ok("The OpenAPI 3 document.", {"type": "object"}, "application/json"),
+            }
+        },
+    )
+    path(
+        DOCS_PATH,
+        operations={
+            "get": {
+                "operationId": "docs",
+                "tags": ["operations"],
+                "summary": "This description as a page to read and try (Swagger UI).",
+                "responses": ok("The page.", {"type": "string"}, "text/html"),
             }
         },
     )
