@@ -12,11 +12,10 @@ from database.model_repository import ModelRepository
 from database.pools import Databases, open_databases
 from database.records import InteractionWeights
 from database.user_repository import UserRepository
-from ml_service.api import health, model, recommendations
 from ml_service.errors import register_error_handlers
 from ml_service.liveness import register_liveness
 from ml_service.metrics import register_metrics
-from ml_service.openapi import register_openapi
+from ml_service.openapi import register_api
 from ml_service.request_log import register_request_logging
 from ml_service.security import register_security
 from services.catalog_sync import CatalogSync
@@ -85,11 +84,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.sort_keys = False
     app.extensions["ml_service"] = build_runtime(settings)
     register_liveness(app, settings.request_deadline_ms / 1000)
-    app.register_blueprint(health.bp)
-    app.register_blueprint(recommendations.bp)
-    app.register_blueprint(model.bp)
+    register_api(app)  # the routes, /openapi.json and /docs
     register_error_handlers(app)
-    register_openapi(app)
     register_metrics(app)
     register_request_logging(app)
     register_security(app, settings)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from marshmallow import RAISE, Schema, fields, post_load, validate
 
@@ -73,10 +73,15 @@ class RowSchema(Schema):
         return {**data, "filters": filters, "exclude": data.pop("exclude", [])}
 
 
-class SingleRequestSchema(RowSchema):
-    """Path and query of GET /api/recommendations/<user_id>."""
+class UserPathSchema(Schema):
+    """Path of GET /api/recommendations/<user_id>."""
 
-    user_id = fields.UUID(required=True)
+    user_id = fields.UUID(required=True, metadata={"description": "The user's id (an id user_db does not know gets popular media)."})
+
+
+class SingleRequestSchema(RowSchema):
+    """Query of GET /api/recommendations/<user_id>."""
+
     limit = fields.Integer(**_limit)
     offset = fields.Integer(**_offset)
 
@@ -95,16 +100,14 @@ class BatchRequestSchema(RowSchema):
     release_year_max = fields.Integer(strict=True, **_year_max)
 
 
-def query_arguments(schema: Schema, args) -> dict:
-    """A query string (werkzeug MultiDict) as `schema` loads it: every value of its list fields,
-    the first of the others (unknown names included, so that they are refused)."""
-    return {
-        name: args.getlist(name) if isinstance(schema.fields.get(name), fields.List) else args.get(name)
-        for name in args
-    }
+class ResponseSchema(Schema):
+    """A response body. The service writes every field, so the API description marks each one
+    required, except those named in `optional` (ml_service/openapi.py)."""
+
+    optional: ClassVar[frozenset[str]] = frozenset()
 
 
-class RecommendationItemSchema(Schema):
+class RecommendationItemSchema(ResponseSchema):
     """One recommended media."""
 
     media_id = fields.UUID(attribute="media.id")
@@ -119,7 +122,7 @@ class RecommendationItemSchema(Schema):
     source = fields.String(validate=validate.OneOf(["hybrid", "popular"]))
 
 
-class RecommendationsSchema(Schema):
+class RecommendationsSchema(ResponseSchema):
     """A page of recommendations for one user."""
 
     user_id = fields.UUID()
@@ -170,7 +173,7 @@ def batch_json(pages: dict[UUID, Recommendations]) -> dict:
     }
 
 
-class BatchResponseSchema(Schema):
+class BatchResponseSchema(ResponseSchema):
     """Recommendations for several users, keyed by user id."""
 
     results = fields.Dict(keys=fields.String(), values=fields.Nested(RecommendationsSchema))
@@ -179,7 +182,7 @@ class BatchResponseSchema(Schema):
     model_version = fields.Integer(**_model_version)
 
 
-class ModelSchema(Schema):
+class ModelSchema(ResponseSchema):
     """The model this worker serves (GET /api/model)."""
 
     version = fields.Integer(metadata={"description": "Published model version (see `python -m ml_service models`)."})
@@ -194,7 +197,7 @@ class ModelSchema(Schema):
     newest_interaction = fields.DateTime(allow_none=True, metadata={"description": "Newest interaction it saw."})
 
 
-class HealthSchema(Schema):
+class HealthSchema(ResponseSchema):
     """Liveness: the worker can serve (no database is touched)."""
 
     status = fields.String(validate=validate.OneOf(["healthy", "unhealthy"]))
@@ -202,7 +205,7 @@ class HealthSchema(Schema):
     version = fields.String()
 
 
-class ReadinessSchema(Schema):
+class ReadinessSchema(ResponseSchema):
     """Readiness: every database answers and a model is loaded."""
 
     status = fields.String(validate=validate.OneOf(["ready", "degraded", "unavailable"]))
@@ -211,15 +214,16 @@ class ReadinessSchema(Schema):
     degraded = fields.List(fields.String(), metadata={"description": "The checks that are not ok."})
 
 
-class ErrorBodySchema(Schema):
+class ErrorBodySchema(ResponseSchema):
     """The error object."""
 
+    optional = frozenset({"details"})
     code = fields.String()
     message = fields.String()
-    details = fields.Dict(required=False)
+    details = fields.Dict(metadata={"description": "Validation errors only: the problems of each field."})
 
 
-class ErrorSchema(Schema):
+class ErrorSchema(ResponseSchema):
     """Every error response."""
 
     error = fields.Nested(ErrorBodySchema)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The tests run the integration guide's Java and Node.js clients, and stage network faults
-# (tests/faults: network namespaces, nftables, tc): make sure javac/java (17+), node (18+), ip,
-# tc and nft are on the PATH, installing them from Debian's packages when they are missing and
-# we may (root with apt-get). Otherwise say what to install and fail.
+# The tests run the integration guide's Java and Node.js clients, stage network faults
+# (tests/faults: network namespaces, nftables, tc) and open the /docs page in a headless browser
+# (tests/e2e/test_docs_page.py): make sure javac/java (17+), node (18+), ip, tc, nft and chromium
+# are on the PATH, installing them from Debian's packages when they are missing and we may (root
+# with apt-get). Otherwise say what to install and fail.
 set -euo pipefail
 
 missing=()
@@ -11,14 +12,15 @@ command -v node >/dev/null || missing+=(nodejs)
 command -v ip >/dev/null && command -v tc >/dev/null || missing+=(iproute2)
 command -v nft >/dev/null || missing+=(nftables)
 command -v runuser >/dev/null || missing+=(util-linux)
+command -v chromium >/dev/null || missing+=(chromium)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
-    echo "installing ${missing[*]} (needed by the client and fault tests)"
+    echo "installing ${missing[*]} (needed by the client, fault and docs page tests)"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 else
-    echo "make test needs Java 17+ (javac, java), Node.js 18+ (node), ip, tc and nft on the PATH;" \
+    echo "make test needs Java 17+ (javac, java), Node.js 18+ (node), ip, tc, nft and chromium on the PATH;" \
          "install: ${missing[*]}" >&2
     exit 1
 fi

@@ -2,35 +2,41 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app
+from flask import current_app
 
 from database.deadline import Deadline
 from database.pools import Unavailable
 from ml_service import SERVICE_NAME, __version__
+from ml_service.api.blueprint import Blueprint
 from ml_service.arrival import arrived_at
 from ml_service.schemas import HealthSchema, ReadinessSchema
 
-bp = Blueprint("health", __name__)
-health_schema = HealthSchema()
-readiness_schema = ReadinessSchema()
+blp = Blueprint("health", __name__, description="Liveness and readiness probes.")
 # Without these the service answers nothing useful; without the others it answers degraded.
 REQUIRED = ("catalog_db",)
 
 
-@bp.get("/health")
+@blp.route("/health")
+@blp.response(200, HealthSchema, description="The worker is up and no request is stuck.")
+@blp.alt_response(503, schema=HealthSchema, description="A request has been stuck past the deadline; the worker replaces itself.")
 def health():
-    """Liveness: 200 while this worker can serve; 503 once a request is stuck (ml_service/liveness.py).
+    """Liveness: the worker can serve. Touches no database.
 
-    Touches no database: a database outage is not a reason to replace the worker.
+    200 while this worker can serve; 503 once a request is stuck past the deadline (the worker
+    then replaces itself). A database outage is not a reason to replace the worker.
+    ---
+    ml_service/liveness.py decides what is stuck.
     """
     stuck = current_app.extensions["ml_service.liveness"].stuck()
     body = {"status": "unhealthy" if stuck else "healthy", "service": SERVICE_NAME, "version": __version__}
-    return health_schema.dump(body), 503 if stuck else 200
+    return body, 503 if stuck else 200
 
 
-@bp.get("/health/ready")
+@blp.route("/health/ready")
+@blp.response(200, ReadinessSchema, description="Ready to serve recommendations, fully or degraded.")
+@blp.alt_response(503, schema=ReadinessSchema, description="Cannot serve (catalog_db unavailable); `checks` names what is missing.")
 def ready():
-    """Can this worker answer recommendation requests, and with what? (README: Operations, Readiness.)
+    """Readiness: 200 ready, 200 degraded (`degraded` lists what is missing), 503 without catalog_db.
 
     200 "ready": every database answered SELECT 1 and a model is loaded (not stale, not empty).
     200 "degraded": answers come, without what `degraded` lists (user_db, engagement_db,
@@ -39,6 +45,8 @@ def ready():
     known to be down are not tried again; the others are each asked for SELECT 1 within a
     share of the request deadline. `model` is this worker's model, the one its answers carry
     in X-Model-Version.
+    ---
+    README: Operations, Readiness.
     """
     runtime = current_app.extensions["ml_service"]
     deadline = Deadline(arrived_at() + runtime.settings.request_deadline_ms / 1000)
@@ -69,5 +77,4 @@ def ready():
         status, code = "unavailable", 503
     else:
         status, code = ("degraded" if degraded else "ready"), 200
-    body = readiness_schema.dump({"status": status, "checks": checks, "model": model, "degraded": degraded})
-    return body, code
+    return {"status": status, "checks": checks, "model": model, "degraded": degraded}, code

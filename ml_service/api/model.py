@@ -4,33 +4,36 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from flask import Blueprint, current_app
+from flask import current_app
 
+from ml_service.api.blueprint import Blueprint
 from ml_service.schemas import ModelSchema
 
-bp = Blueprint("model", __name__, url_prefix="/api")
-model_schema = ModelSchema()
+blp = Blueprint("model", __name__, url_prefix="/api", description="The model this worker serves.")
 MODEL_VERSION_HEADER = "X-Model-Version"
 
 
-@bp.get("/model")
+@blp.route("/model")
+@blp.response(200, ModelSchema, description="The serving model.", headers={MODEL_VERSION_HEADER: MODEL_VERSION_HEADER})
+@blp.alt_response(503, response="SERVICE_UNAVAILABLE")
 def serving_model():
-    """Version, build time, age and counts of the model this worker serves. 200 · 503 none loaded yet."""
+    """The model the answering worker serves: version, build time, age, counts.
+
+    503 `model_unavailable` until the worker has loaded one.
+    """
     models = current_app.extensions["ml_service"].models
     info = models.current().info  # ModelUnavailable: 503 model_unavailable
-    body = model_schema.dump(
-        {
-            "version": info.version,
-            "built_at": info.built_at,
-            "age_seconds": round((datetime.now(timezone.utc) - info.built_at).total_seconds(), 1),
-            "stale": models.stale,
-            "media": info.media_count,
-            "users": info.users_count,
-            "interactions": info.interactions_count,
-            "neighbours": info.neighbours_count,
-            "build_seconds": round(info.build_seconds, 3),
-            # Interaction timestamps are stored without a time zone: UTC.
-            "newest_interaction": info.newest_interaction and info.newest_interaction.replace(tzinfo=timezone.utc),
-        }
-    )
-    return body, 200, {MODEL_VERSION_HEADER: str(info.version)}
+    body = {
+        "version": info.version,
+        "built_at": info.built_at,
+        "age_seconds": round((datetime.now(timezone.utc) - info.built_at).total_seconds(), 1),
+        "stale": models.stale,
+        "media": info.media_count,
+        "users": info.users_count,
+        "interactions": info.interactions_count,
+        "neighbours": info.neighbours_count,
+        "build_seconds": round(info.build_seconds, 3),
+        # Interaction timestamps are stored without a time zone: UTC.
+        "newest_interaction": info.newest_interaction and info.newest_interaction.replace(tzinfo=timezone.utc),
+    }
+    return body, {MODEL_VERSION_HEADER: str(info.version)}

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, request
+from uuid import UUID
+
+from flask import current_app, jsonify
 from werkzeug.routing import BaseConverter
 
+from ml_service.api.blueprint import Blueprint
 from ml_service.api.model import MODEL_VERSION_HEADER
 from ml_service.arrival import arrived_at
-from ml_service.schemas import BatchRequestSchema, SingleRequestSchema, batch_json, page_json, query_arguments
+from ml_service.schemas import (
+    BatchRequestSchema,
+    BatchResponseSchema,
+    RecommendationsSchema,
+    SingleRequestSchema,
+    UserPathSchema,
+    batch_json,
+    page_json,
+)
 
-bp = Blueprint("recommendations", __name__, url_prefix="/api/recommendations")
+blp = Blueprint(
+    "recommendations", __name__, url_prefix="/api/recommendations", description="Ranked media for one user or a batch."
+)
+VERSIONED = {MODEL_VERSION_HEADER: MODEL_VERSION_HEADER}  # documented header (a component of ml_service/openapi.py)
 
 
 class UserIdSegment(BaseConverter):
@@ -19,30 +33,41 @@ class UserIdSegment(BaseConverter):
 
 
 # Before the routes below, so the converter exists when their rules are added.
-bp.record_once(lambda state: state.app.url_map.converters.setdefault("user_id", UserIdSegment))
-
-single_request_schema = SingleRequestSchema()
-batch_request_schema = BatchRequestSchema()
+blp.record_once(lambda state: state.app.url_map.converters.setdefault("user_id", UserIdSegment))
 
 
-@bp.get("/<user_id:user_id>")
-def recommendations_for_user(user_id: str):
-    """Ranked media for one user, filtered and with exclusions when asked. 200 (possibly degraded) · 400
-    invalid input or unknown parameter · 503 catalog_db unavailable."""
-    args = single_request_schema.load({**query_arguments(single_request_schema, request.args), "user_id": user_id})
-    result = current_app.extensions["ml_service"].recommender.recommend(**args, arrived_at=arrived_at())
-    return page_json(result), _version_header(result.model_version)  # RecommendationsSchema
+@blp.route("/<user_id:user_id>")
+@blp.arguments(UserPathSchema, location="path", as_kwargs=True)
+@blp.arguments(SingleRequestSchema, location="query")
+@blp.response(200, RecommendationsSchema, description="The user's recommendations.", headers=VERSIONED)
+@blp.alt_response(404, response="NOT_FOUND")
+@blp.alt_response(503, response="SERVICE_UNAVAILABLE")
+def recommendations_for_user(row: dict, user_id: UUID):
+    """A page of ranked media for one user (popular media for an unknown user).
+
+    Filtered and with exclusions when asked; degraded (`degraded` says how) when a database
+    other than catalog_db is missing.
+    """
+    result = current_app.extensions["ml_service"].recommender.recommend(user_id, **row, arrived_at=arrived_at())
+    # Built directly (page_json), not dumped by the schema: marshmallow would cost more than the ranking.
+    return _versioned(jsonify(page_json(result)), result.model_version)
 
 
-@bp.post("/batch")
-def recommendations_for_users():
-    """Ranked media for 1-50 users. 200 · 400 invalid body · 413 too large · 415 not JSON · 503."""
-    args = batch_request_schema.load(request.get_json())
+@blp.route("/batch", methods=["POST"])
+@blp.arguments(BatchRequestSchema)
+@blp.response(200, BatchResponseSchema, description="Recommendations keyed by user id.", headers=VERSIONED)
+@blp.alt_response(413, response="REQUEST_ENTITY_TOO_LARGE")
+@blp.alt_response(415, response="UNSUPPORTED_MEDIA_TYPE")
+@blp.alt_response(503, response="SERVICE_UNAVAILABLE")
+def recommendations_for_users(args: dict):
+    """A page of ranked media for each of 1-50 users (duplicates are answered once)."""
     results = current_app.extensions["ml_service"].recommender.recommend_many(**args, arrived_at=arrived_at())
-    body = batch_json(results)  # BatchResponseSchema
-    return body, _version_header(body["model_version"])
+    body = batch_json(results)
+    return _versioned(jsonify(body), body["model_version"])
 
 
-def _version_header(version: int | None) -> dict:
+def _versioned(response, version: int | None):
     """X-Model-Version: the model that ranked the answer (absent when no model is loaded)."""
-    return {} if version is None else {MODEL_VERSION_HEADER: str(version)}
+    if version is not None:
+        response.headers[MODEL_VERSION_HEADER] = str(version)
+    return response

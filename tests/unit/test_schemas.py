@@ -5,22 +5,21 @@ import uuid
 import pytest
 from marshmallow import ValidationError
 
-from ml_service.schemas import BatchRequestSchema, SingleRequestSchema
+from ml_service.schemas import BatchRequestSchema, SingleRequestSchema, UserPathSchema
 from services.filters import MediaFilter
 
 USER = str(uuid.uuid4())
 
 
 def test_single_request_defaults():
-    assert SingleRequestSchema().load({"user_id": USER}) == {
-        "user_id": uuid.UUID(USER), "limit": 10, "offset": 0, "filters": MediaFilter(), "exclude": []
-    }
+    assert UserPathSchema().load({"user_id": USER}) == {"user_id": uuid.UUID(USER)}
+    assert SingleRequestSchema().load({}) == {"limit": 10, "offset": 0, "filters": MediaFilter(), "exclude": []}
 
 
 def test_a_row_loads_into_a_filter_and_exclusions():
     media = str(uuid.uuid4())
     args = SingleRequestSchema().load(
-        {"user_id": USER, "media_type": ["series", "movie"], "genres": ["Comedy"], "release_year_min": "1990",
+        {"media_type": ["series", "movie"], "genres": ["Comedy"], "release_year_min": "1990",
          "release_year_max": "1999", "exclude": [media]}
     )
     assert args["filters"] == MediaFilter(frozenset({"series", "movie"}), frozenset({"Comedy"}), 1990, 1999)
@@ -46,8 +45,10 @@ def test_a_row_loads_into_a_filter_and_exclusions():
     ],
 )
 def test_single_request_rejects(args):
+    query = {name: value for name, value in args.items() if name != "user_id"}
     with pytest.raises(ValidationError):
-        SingleRequestSchema().load(args)
+        UserPathSchema().load({"user_id": args["user_id"]})
+        SingleRequestSchema().load(query)
 
 
 def test_batch_accepts_fifty_users_and_refuses_fifty_one():
