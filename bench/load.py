@@ -18,7 +18,7 @@ from pathlib import Path
 
 import aiohttp
 
-SCENARIOS = ("health", "single", "batch", "live_sql", "filtered", "excluded")
+SCENARIOS = ("health", "single", "batch", "live_sql", "filtered", "excluded", "similar")
 BATCH_SIZE = 50
 # A row of the "filtered" scenario: genres both data sets have, and a range of years.
 FILTERED_ROW = "genres=Comedy&genres=Romance&release_year_min=1990&release_year_max=2009"
@@ -39,6 +39,8 @@ def request_for(
     if scenario == "excluded":
         excluded = "&".join(f"exclude={m}" for m in rng.sample(media, min(EXCLUDED_PER_REQUEST, len(media))))
         return "GET", f"/api/recommendations/{rng.choice(ids)}?{excluded}", None
+    if scenario == "similar":
+        return "GET", f"/api/media/{rng.choice(media)}/similar", None
     if scenario == "batch":
         return "POST", "/api/recommendations/batch", {"user_ids": rng.sample(ids, min(BATCH_SIZE, len(ids)))}
     if scenario == "live_sql":
@@ -129,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", required=True)
     parser.add_argument("--scenario", choices=SCENARIOS, required=True)
     parser.add_argument("--ids", help="file with one user id per line (not needed for health)")
-    parser.add_argument("--media", help="file with one media id per line (the excluded scenario)")
+    parser.add_argument("--media", help="file with one media id per line (the excluded and similar scenarios)")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--max-requests", type=int, default=10**9)
@@ -141,8 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.scenario != "health" and not ids:
         parser.error("--ids with at least one user id is required for this scenario")
     media = open(args.media).read().split() if args.media else []
-    if args.scenario == "excluded" and not media:
-        parser.error("--media with media ids is required for the excluded scenario")
+    if args.scenario in ("excluded", "similar") and not media:
+        parser.error(f"--media with media ids is required for the {args.scenario} scenario")
     result = asyncio.run(run(args.url, args.scenario, ids, args.connections, args.duration,
                              args.max_requests, args.warmup, args.seed, media))
     if args.latencies:

@@ -52,9 +52,10 @@ SCENARIO_NAMES = {
     "batch_alone": "POST /api/recommendations/batch, one connection (latency without queueing)",
     "filtered": "GET /api/recommendations/<id>?genres=..&release_year_min=.. (a filtered row)",
     "excluded": "GET /api/recommendations/<id>?exclude=<20 media ids> (a row leaving out what a page shows)",
+    "similar": "GET /api/media/<id>/similar (more like this, 1 random media)",
 }
 REQUIRED_SCENARIOS = ("health", "single", "batch", "live_sql")
-INTERLEAVED = ("health", "single", "batch", "filtered", "excluded")
+INTERLEAVED = ("health", "single", "batch", "filtered", "excluded", "similar")
 COMPARED = ("single", "batch")  # also measured on the --baseline-ref server
 
 
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of unrecorded load before each scenario")
     parser.add_argument("--live-sql-requests", type=int, default=16,
                         help="requests of the (slow) live SQL reference; it stops at --duration too")
-    parser.add_argument("--scenarios", default="health,single,batch,filtered,excluded,live_sql,single_alone,batch_alone",
+    parser.add_argument("--scenarios", default="health,single,batch,filtered,excluded,similar,live_sql,single_alone,batch_alone",
                         help="comma-separated subset to run (the report needs the first four)")
     parser.add_argument("--profile-requests", type=int, default=200,
                         help="requests timed stage by stage in one process after the load (0: skip)")
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=4,
-                        help="health, single, batch, filtered and excluded alternate in this many rounds of "
+                        help="health, single, batch, filtered, excluded and similar alternate in this many rounds of "
                              "duration / rounds seconds")
     parser.add_argument("--baseline-ref", metavar="REV",
                         help="also serve git revision REV (a temporary worktree) from a second Gunicorn and "
@@ -263,7 +264,7 @@ def _user_ids(urls, seed: int, count: int = 20_000) -> list[str]:
 
 
 def _media_ids(urls, seed: int, count: int = 2_000) -> list[str]:
-    """Random live media ids (what the excluded scenario leaves out)."""
+    """Random live media ids (what the excluded scenario leaves out, and the similar one asks about)."""
     with psycopg.connect(urls.catalog) as conn:
         ids = [str(row[0]) for row in conn.execute("SELECT id FROM medias WHERE deleted_at IS NULL")]
     random.Random(seed).shuffle(ids)
@@ -487,7 +488,7 @@ def _report(results: dict, rss: list[int], size: dict, args, argv, profiles: lis
         f"LOG_LEVEL=WARNING (no access log line per request); "
         f"load: {args.connections} concurrent keep-alive connections (closed loop, asyncio + aiohttp, "
         f"separate process), {args.duration:g} s per scenario after {args.warmup:g} s of warm-up; "
-        f"/health, single, batch, filtered and excluded alternate in {args.rounds} rounds of "
+        f"/health, single, batch, filtered, excluded and similar alternate in {args.rounds} rounds of "
         f"{args.duration / args.rounds:g} s "
         f"(1 s of warm-up after the first), so a busy moment of the machine hits each alike; "
         f"the live SQL reference at most {args.live_sql_requests} requests.",
@@ -528,7 +529,7 @@ def _report(results: dict, rss: list[int], size: dict, args, argv, profiles: lis
             f"{os.cpu_count()} = {_fmt(args.connections * sum(cpu) / os.cpu_count(), 1)} ms each (measured mean: "
             f"{_fmt(batch['mean_ms'], 1)} ms); the load client uses the same cores"
         )
-    for key in ("filtered", "excluded"):
+    for key in ("filtered", "excluded", "similar"):
         if key in results:
             lines.append(
                 f"- {SCENARIO_NAMES[key]}: {_fmt(_cpu_ratio(results[key], single, 'server'), 3)}x the single-user "

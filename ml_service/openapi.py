@@ -29,13 +29,13 @@ from flask import Blueprint, Flask, request
 from werkzeug.routing import Map, Rule
 
 from ml_service import SERVICE_NAME, __version__
-from ml_service.api import health, model, recommendations
+from ml_service.api import health, media, model, recommendations
 from ml_service.api.model import MODEL_VERSION_HEADER
 from ml_service.request_log import REQUEST_ID_HEADER
 from ml_service.schemas import ErrorSchema, ResponseSchema
 from ml_service.security import API_PREFIX, METRICS_PATH
 
-BLUEPRINTS = (health.blp, recommendations.blp, model.blp)
+BLUEPRINTS = (health.blp, recommendations.blp, media.blp, model.blp)
 DOCS_PATH = "/docs"
 ASSETS_PATH = "/docs/assets"
 API_KEY = "ApiKey"  # security scheme names
@@ -77,7 +77,8 @@ ERRORS = {
     400: "Invalid input: `invalid_request` (with `details` per field, an unknown parameter or field "
     "included) or `bad_request` (the body is not valid JSON).",
     401: "`unauthorized`: the service requires an API key (API_KEYS) and X-API-Key is missing or wrong.",
-    404: "`not_found`: no such endpoint (a user id that is unknown is not an error: it gets popular media).",
+    404: "`not_found`: no such endpoint, no such media for `/api/media/{media_id}/similar`, or a `because` media "
+    "the user has not liked or watched (a user id that is unknown is not an error: it gets popular media).",
     413: "`payload_too_large`: the body is over 64 KiB.",
     415: "`unsupported_media_type`: the body must be JSON sent with `Content-Type: application/json`.",
     429: "`too_many_requests`: over the rate limit (RATE_LIMIT); retry after the `Retry-After` seconds.",

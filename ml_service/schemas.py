@@ -9,7 +9,7 @@ from marshmallow import RAISE, Schema, fields, post_load, validate
 if TYPE_CHECKING:
     from uuid import UUID
 
-    from services.recommendation_service import Recommendations
+    from services.recommendation_service import Recommendation, Recommendations, SimilarMedia
 
 MAX_LIMIT = 100
 MAX_OFFSET = 1000
@@ -33,6 +33,14 @@ _model_version = dict(
 _year_min = dict(validate=validate.Range(0, 9999), metadata={"description": "Only media released this year or later."})
 _year_max = dict(validate=validate.Range(0, 9999), metadata={"description": "Only media released this year or earlier."})
 _offset = dict(load_default=0, validate=validate.Range(0, MAX_OFFSET), metadata={"description": "Items to skip (0-1000)."})
+_diversity = dict(
+    load_default=0.0,
+    validate=validate.Range(0, 1),
+    metadata={
+        "description": "Genre variety of each page, 0-1: 0 (default) ranks by score alone; higher values "
+        "re-rank by maximal marginal relevance, trading rank for genres the page does not show yet."
+    },
+)
 
 
 class RowSchema(Schema):
@@ -84,6 +92,13 @@ class SingleRequestSchema(RowSchema):
 
     limit = fields.Integer(**_limit)
     offset = fields.Integer(**_offset)
+    diversity = fields.Float(allow_nan=False, **_diversity)
+    because = fields.UUID(
+        metadata={
+            "description": "A media the user liked or watched: the row \"because you watched\" it, the media most "
+            "like it that the user has not seen (404 `not_found` when the user has no positive interaction with it)."
+        }
+    )
 
 
 class BatchRequestSchema(RowSchema):
@@ -98,6 +113,29 @@ class BatchRequestSchema(RowSchema):
     offset = fields.Integer(strict=True, **_offset)
     release_year_min = fields.Integer(strict=True, **_year_min)
     release_year_max = fields.Integer(strict=True, **_year_max)
+    diversity = fields.Float(allow_nan=False, **_diversity)
+
+
+class MediaPathSchema(Schema):
+    """Path of GET /api/media/<media_id>/similar."""
+
+    media_id = fields.UUID(required=True, metadata={"description": "A media of the catalog (404 when it has none)."})
+
+
+class SimilarRequestSchema(Schema):
+    """Query of GET /api/media/<media_id>/similar."""
+
+    class Meta:
+        unknown = RAISE
+
+    limit = fields.Integer(**_limit)
+    offset = fields.Integer(**_offset)
+    user_id = fields.UUID(
+        metadata={
+            "description": "Order for this user: the most similar media they have not interacted with, by their "
+            "hybrid score (each item's `because` then names their own media)."
+        }
+    )
 
 
 class ResponseSchema(Schema):
@@ -105,6 +143,24 @@ class ResponseSchema(Schema):
     required, except those named in `optional` (ml_service/openapi.py)."""
 
     optional: ClassVar[frozenset[str]] = frozenset()
+
+
+class MediaSchema(ResponseSchema):
+    """A media as the catalog describes it."""
+
+    media_id = fields.UUID(attribute="id")
+    title = fields.String()
+    media_type = fields.String()
+    release_year = fields.Integer(allow_none=True)
+    cover_url = fields.String(allow_none=True)
+    genres = fields.List(fields.String())
+
+
+class BecauseSchema(ResponseSchema):
+    """A media of the user's own history that explains a recommendation."""
+
+    media_id = fields.UUID(attribute="id")
+    title = fields.String()
 
 
 class RecommendationItemSchema(ResponseSchema):
@@ -116,10 +172,21 @@ class RecommendationItemSchema(ResponseSchema):
     release_year = fields.Integer(attribute="media.release_year", allow_none=True)
     cover_url = fields.String(attribute="media.cover_url", allow_none=True)
     genres = fields.List(fields.String(), attribute="media.genres")
-    score = fields.Float(metadata={"description": "content_weight × content + collaborative_weight × collaborative."})
+    score = fields.Float(
+        metadata={"description": "content_weight × content + collaborative_weight × collaborative (below 0 when "
+                  "DISLIKE_WEIGHT lowers it)."}
+    )
     content_score = fields.Float(metadata={"description": "Share of the user's preferred genres the media has."})
-    collaborative_score = fields.Float(metadata={"description": "Co-interaction score, scaled to [0, 1] per user."})
+    collaborative_score = fields.Float(metadata={"description": "Co-interaction score, scaled to [-1, 1] per user."})
     source = fields.String(validate=validate.OneOf(["hybrid", "popular"]))
+    because = fields.List(
+        fields.Nested(BecauseSchema),
+        metadata={
+            "description": "Up to 2 of the user's own media (liked or watched) that add most to the collaborative "
+            "score, for \"Because you watched X\"; empty for popular items. In a `because` row and in \"more like "
+            "this\" without a user: the seed media, for its neighbours."
+        },
+    )
 
 
 class RecommendationsSchema(ResponseSchema):
@@ -132,6 +199,11 @@ class RecommendationsSchema(ResponseSchema):
     offset = fields.Integer()
     degraded = fields.List(fields.String(), **_degraded)
     model_version = fields.Integer(**_model_version)
+    because = fields.Nested(
+        BecauseSchema,
+        allow_none=True,
+        metadata={"description": "The seed of a `because` row, to title it \"Because you watched X\"; null otherwise."},
+    )
 
 
 def page_json(page: Recommendations) -> dict:
@@ -139,21 +211,50 @@ def page_json(page: Recommendations) -> dict:
     a fraction of marshmallow's time. tests/api/test_recommendations.py holds the two equal."""
     return {
         "user_id": str(page.user_id),
-        "recommendations": [
-            {
-                "media_id": str(item.media.id),
-                "title": item.media.title,
-                "media_type": item.media.media_type,
-                "release_year": item.media.release_year,
-                "cover_url": item.media.cover_url,
-                "genres": list(item.media.genres),
-                "score": item.score,
-                "content_score": item.content_score,
-                "collaborative_score": item.collaborative_score,
-                "source": item.source,
-            }
-            for item in page.items
-        ],
+        "recommendations": items_json(page.items),
+        "count": page.count,
+        "limit": page.limit,
+        "offset": page.offset,
+        "degraded": list(page.degraded),
+        "model_version": page.model_version,
+        "because": None if page.because is None else {"media_id": str(page.because.id), "title": page.because.title},
+    }
+
+
+def items_json(items: list[Recommendation]) -> list[dict]:
+    """The items as RecommendationItemSchema dumps them (see page_json)."""
+    return [
+        {
+            "media_id": str(item.media.id),
+            "title": item.media.title,
+            "media_type": item.media.media_type,
+            "release_year": item.media.release_year,
+            "cover_url": item.media.cover_url,
+            "genres": list(item.media.genres),
+            "score": item.score,
+            "content_score": item.content_score,
+            "collaborative_score": item.collaborative_score,
+            "source": item.source,
+            "because": [{"media_id": str(media.id), "title": media.title} for media in item.because],
+        }
+        for item in items
+    ]
+
+
+def similar_json(page: SimilarMedia) -> dict:
+    """SimilarResponseSchema().dump(page), built directly (see page_json)."""
+    media = page.media
+    return {
+        "media": {
+            "media_id": str(media.id),
+            "title": media.title,
+            "media_type": media.media_type,
+            "release_year": media.release_year,
+            "cover_url": media.cover_url,
+            "genres": list(media.genres),
+        },
+        "user_id": None if page.user_id is None else str(page.user_id),
+        "similar": items_json(page.items),
         "count": page.count,
         "limit": page.limit,
         "offset": page.offset,
@@ -171,6 +272,19 @@ def batch_json(pages: dict[UUID, Recommendations]) -> dict:
         "degraded": list(first.degraded) if first else [],
         "model_version": first.model_version if first else None,
     }
+
+
+class SimilarResponseSchema(ResponseSchema):
+    """A page of media like one media ("more like this")."""
+
+    media = fields.Nested(MediaSchema, metadata={"description": "The media the page is like."})
+    user_id = fields.UUID(allow_none=True, metadata={"description": "The user it is ordered for, if any."})
+    similar = fields.List(fields.Nested(RecommendationItemSchema), attribute="items")
+    count = fields.Integer()
+    limit = fields.Integer()
+    offset = fields.Integer()
+    degraded = fields.List(fields.String(), **_degraded)
+    model_version = fields.Integer(**_model_version)
 
 
 class BatchResponseSchema(ResponseSchema):

@@ -42,5 +42,5 @@ class MediaNotFound(ServiceError):
 class NotInHistory(ServiceError):
     """A row "because you watched" a media the user has not liked or watched."""
 
-    status = 400
-    code = "invalid_request"
+    status = 404
+    code = "not_found"

@@ -50,7 +50,7 @@ def recommendations_for_user(row: dict, user_id: UUID):
     """
     result = current_app.extensions["ml_service"].recommender.recommend(user_id, **row, arrived_at=arrived_at())
     # Built directly (page_json), not dumped by the schema: marshmallow would cost more than the ranking.
-    return _versioned(jsonify(page_json(result)), result.model_version)
+    return versioned(jsonify(page_json(result)), result.model_version)
 
 
 @blp.route("/batch", methods=["POST"])
@@ -63,10 +63,10 @@ def recommendations_for_users(args: dict):
     """A page of ranked media for each of 1-50 users (duplicates are answered once)."""
     results = current_app.extensions["ml_service"].recommender.recommend_many(**args, arrived_at=arrived_at())
     body = batch_json(results)
-    return _versioned(jsonify(body), body["model_version"])
+    return versioned(jsonify(body), body["model_version"])
 
 
-def _versioned(response, version: int | None):
+def versioned(response, version: int | None):
     """X-Model-Version: the model that ranked the answer (absent when no model is loaded)."""
     if version is not None:
         response.headers[MODEL_VERSION_HEADER] = str(version)

@@ -10,7 +10,7 @@ from services.movielens_import import media_uuid, user_uuid
 
 ITEM_FIELDS = {
     "media_id", "title", "media_type", "release_year", "cover_url", "genres",
-    "score", "content_score", "collaborative_score", "source",
+    "score", "content_score", "collaborative_score", "source", "because",
 }
 
 

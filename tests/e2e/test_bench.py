@@ -28,8 +28,8 @@ def test_benchmark_runs_every_scenario_beside_a_baseline_revision_and_writes_its
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     results = [line for line in lines if "baseline" not in line and "scenario" in line]
     assert [r["scenario"] for r in results] == [
-        "health", "single", "batch", "filtered", "excluded", "live_sql", "single_alone", "batch_alone"]
-    assert [r["runs"] for r in results] == [2, 2, 2, 2, 2, 1, 1, 1]  # the first five alternate in rounds
+        "health", "single", "batch", "filtered", "excluded", "similar", "live_sql", "single_alone", "batch_alone"]
+    assert [r["runs"] for r in results] == [2, 2, 2, 2, 2, 2, 1, 1, 1]  # the first six alternate in rounds
     for result in results:
         assert result["ok"] > 0 and result["errors"] == 0, result
         # CPU of the Gunicorn processes and of the (embedded, local) PostgreSQL, per request (in
@@ -49,7 +49,7 @@ def test_benchmark_runs_every_scenario_beside_a_baseline_revision_and_writes_its
     # Media count: the live ones (the generator deletes a few in the catalog).
     assert re.search(r"200 users, 1[01]\d media, 6,000 interactions", report), report[:600]
     for heading in ("GET /health", "1 random user", "50 random users", "live co-interaction SQL", "one connection",
-                    "Little's law", "CPU is the limit", "Worker memory", "a filtered row", "x the single-user",
+                    "Little's law", "CPU is the limit", "Worker memory", "a filtered row", "more like this", "x the single-user",
                     "rank_for_user", "whole request through Flask"):
         assert heading in report
     assert report.count(" MB") >= 2  # one RSS figure per worker
