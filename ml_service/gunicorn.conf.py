@@ -25,6 +25,9 @@ preload_app = False
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 20
 keepalive = 5
+# Gunicorn's largest request line (its default is 4094 bytes): room for about 175 `exclude` ids
+# in a query string (the batch body takes all 200).
+limit_request_line = 8190
 # Gunicorn opens a management socket by default ($XDG_RUNTIME_DIR or $HOME/.gunicorn); nothing here
 # uses it, the image's user cannot write its default path, and Gunicorns run side by side on
 # one machine (the tests) would share it.

@@ -3,14 +3,17 @@
 //   javac -d out MlServiceClient.java && java -cp out MlServiceClient http://localhost:5000 USER_ID OTHER_USER_ID
 //
 // Copy the class into your code (with your JSON library in place of the small Json parser at
-// the end); main() shows a single call, the next page, a batch call and error handling.
-// Only 503 is retried (with backoff, honouring Retry-After).
+// the end); main() shows a single call, the next page, a batch call, a filtered row, "more like
+// this", "because you watched" and error handling. Only 503 is retried (with backoff, honouring
+// Retry-After).
 
 import java.io.IOException;
 import java.net.URI;
+import java.net.URLEncoder;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -54,20 +57,86 @@ public final class MlServiceClient {
         this(baseUrl, Duration.ofSeconds(2), 3, 200);
     }
 
+    /**
+     * A row's filters and exclusions, all optional: only media of these types, with any of these genres, released in
+     * these years, never the excluded ones; diversity (0-1) re-ranks for genre variety; because (single call only)
+     * makes it the row "Because you watched" that media of the user's history.
+     */
+    public static final class Row {
+        private final Map<String, Object> fields = new LinkedHashMap<>(); // API name: a List<String>, String or Number
+
+        public Row mediaTypes(String... mediaTypes) { return with("media_type", List.of(mediaTypes)); }
+        public Row genres(String... genres) { return with("genres", List.of(genres)); }
+        public Row releaseYearMin(int year) { return with("release_year_min", year); }
+        public Row releaseYearMax(int year) { return with("release_year_max", year); }
+        public Row exclude(List<String> mediaIds) { return with("exclude", List.copyOf(mediaIds)); }
+        public Row diversity(double diversity) { return with("diversity", diversity); }
+        public Row because(String mediaId) { return with("because", mediaId); }
+
+        private Row with(String name, Object value) {
+            fields.put(name, value);
+            return this;
+        }
+
+        /** "&name=value" for each value: a list repeats its name (genres=Comedy&genres=Romance). */
+        String query() {
+            StringBuilder query = new StringBuilder();
+            fields.forEach((name, value) -> {
+                for (Object one : value instanceof List<?> list ? list : List.of(value)) query.append(param(name, one));
+            });
+            return query.toString();
+        }
+
+        /** ", \"name\": value" for each field, to end a JSON body. */
+        String jsonFields() {
+            StringBuilder json = new StringBuilder();
+            fields.forEach((name, value) -> json.append(", ").append(Json.write(name)).append(": ").append(Json.write(value)));
+            return json.toString();
+        }
+    }
+
+    /** "&name=value", URL-encoded. */
+    private static String param(String name, Object value) {
+        return "&" + name + "=" + URLEncoder.encode(String.valueOf(value), StandardCharsets.UTF_8);
+    }
+
     /** One page of recommendations for one user. */
     public Map<String, Object> recommendations(String userId, int limit, int offset)
             throws IOException, InterruptedException, MlServiceException {
-        String path = "/api/recommendations/" + java.net.URLEncoder.encode(userId, java.nio.charset.StandardCharsets.UTF_8)
-                + "?limit=" + limit + "&offset=" + offset;
+        return recommendations(userId, limit, offset, new Row());
+    }
+
+    /** One page of one user's row: recommendations that pass the row's filters, or "because you watched". */
+    public Map<String, Object> recommendations(String userId, int limit, int offset, Row row)
+            throws IOException, InterruptedException, MlServiceException {
+        String path = "/api/recommendations/" + URLEncoder.encode(userId, StandardCharsets.UTF_8)
+                + "?limit=" + limit + "&offset=" + offset + row.query();
         return call("GET", path, null);
     }
 
     /** One page for each of 1-50 users: {"results": {userId: page}, "total_users": n}. */
     public Map<String, Object> batch(List<UUID> userIds, int limit, int offset)
             throws IOException, InterruptedException, MlServiceException {
+        return batch(userIds, limit, offset, new Row());
+    }
+
+    /** One page of the same row (without because) for each of 1-50 users. */
+    public Map<String, Object> batch(List<UUID> userIds, int limit, int offset, Row row)
+            throws IOException, InterruptedException, MlServiceException {
         String ids = userIds.stream().map(id -> "\"" + id + "\"").collect(Collectors.joining(","));
-        String body = "{\"user_ids\": [" + ids + "], \"limit\": " + limit + ", \"offset\": " + offset + "}";
+        String body = "{\"user_ids\": [" + ids + "], \"limit\": " + limit + ", \"offset\": " + offset + row.jsonFields() + "}";
         return call("POST", "/api/recommendations/batch", body);
+    }
+
+    /**
+     * "More like this": {"media": the media, "similar": [items], ...}; with a userId (null for none), ordered for that
+     * user and without what they interacted with. A 404 not_found for a media the catalog does not have.
+     */
+    public Map<String, Object> similar(String mediaId, int limit, int offset, String userId)
+            throws IOException, InterruptedException, MlServiceException {
+        String path = "/api/media/" + URLEncoder.encode(mediaId, StandardCharsets.UTF_8) + "/similar?limit=" + limit
+                + "&offset=" + offset + (userId == null ? "" : param("user_id", userId));
+        return call("GET", path, null);
     }
 
     @SuppressWarnings("unchecked")
@@ -109,9 +178,12 @@ public final class MlServiceClient {
     }
 
     @SuppressWarnings("unchecked")
+    private static List<Map<String, Object>> items(Map<String, Object> page, String key) {
+        return (List<Map<String, Object>>) page.get(key);
+    }
+
     private static String firstMediaId(Map<String, Object> page) {
-        List<Object> items = (List<Object>) page.get("recommendations");
-        return (String) ((Map<String, Object>) items.get(0)).get("media_id");
+        return (String) items(page, "recommendations").get(0).get("media_id");
     }
 
     /** A user id as the service writes it (lower-case, with dashes): batch results are keyed by it. */
@@ -150,6 +222,30 @@ public final class MlServiceClient {
         }
         System.out.println("batch total_users=" + Json.integer(batch.get("total_users")) + counts);
 
+        List<String> shown = items(page, "recommendations").stream() // what the page shows already
+                .map(item -> (String) item.get("media_id")).toList();
+        Row row = new Row().genres("Comedy", "Romance").releaseYearMin(1990).exclude(shown).diversity(0.5);
+        Map<String, Object> comedies = client.recommendations(userId, 5, 0, row); // a row: "Comedies since 1990"
+        System.out.println("row count=" + Json.integer(comedies.get("count")) + " first=" + firstMediaId(comedies));
+
+        Map<String, Object> rows = client.batch(List.of(UUID.fromString(userId), UUID.fromString(otherUserId)), 5, 0, row);
+        StringBuilder firsts = new StringBuilder(); // the same row for several users
+        ((Map<String, Object>) rows.get("results")).forEach((id, result) ->
+                firsts.append(' ').append(id).append(':').append(firstMediaId((Map<String, Object>) result)));
+        System.out.println("batch row" + firsts);
+
+        Map<String, Object> seed = items(page, "recommendations").get(0); // "More like this" on its title page
+        Map<String, Object> like = client.similar((String) seed.get("media_id"), 5, 0, userId); // ordered for this user
+        System.out.println("similar \"" + ((Map<String, Object>) like.get("media")).get("title") + "\" count="
+                + Json.integer(like.get("count")) + " first=" + items(like, "similar").get(0).get("media_id"));
+
+        Map<String, Object> watched = items(page, "recommendations").stream() // {media_id, title}
+                .flatMap(item -> items(item, "because").stream()).findFirst().orElseThrow();
+        Row becauseRow = new Row().because((String) watched.get("media_id")); // "Because you watched <title>"
+        Map<String, Object> because = client.recommendations(userId, 5, 0, becauseRow);
+        System.out.println("because \"" + watched.get("title") + "\" count=" + Json.integer(because.get("count"))
+                + " first=" + firstMediaId(because));
+
         try {
             client.recommendations("not-a-user-id", 10, 0);
         } catch (MlServiceException error) { // 400: fix the request, do not retry
@@ -157,7 +253,10 @@ public final class MlServiceClient {
         }
     }
 
-    /** A minimal JSON reader (objects, arrays, strings, numbers, booleans, null) so the example needs no jars. */
+    /**
+     * A minimal JSON reader (objects, arrays, strings, numbers, booleans, null), and a writer of what requests send
+     * (strings, numbers, lists of them), so the example needs no jars.
+     */
     static final class Json {
         private final String text;
         private int pos;
@@ -176,6 +275,19 @@ public final class MlServiceClient {
 
         static long integer(Object number) {
             return ((Number) number).longValue();
+        }
+
+        /** A string, number or list of them as JSON. */
+        static String write(Object value) {
+            if (value instanceof List<?> list) return list.stream().map(Json::write).collect(Collectors.joining(", ", "[", "]"));
+            if (value instanceof Number) return value.toString();
+            StringBuilder out = new StringBuilder("\"");
+            for (char c : ((String) value).toCharArray()) {
+                if (c == '"' || c == '\\') out.append('\\').append(c);
+                else if (c < 0x20) out.append(String.format("\\u%04x", (int) c));
+                else out.append(c);
+            }
+            return out.append('"').toString();
         }
 
         private Object value() {

@@ -67,6 +67,13 @@ def test_batch_and_errors_over_http(base_url):
     assert requests.get(f"{base_url}/api/recommendations/xyz", timeout=5).status_code == 400
 
 
+def test_a_query_string_holds_175_excluded_media(base_url):
+    """Gunicorn's request line (limit_request_line 8190) has room for the README's 175 ids."""
+    excluded = "&".join(f"exclude={uuid.uuid4()}" for _ in range(175))
+    response = requests.get(f"{base_url}/api/recommendations/{user_uuid(1)}?{excluded}", timeout=10)
+    assert response.status_code == 200 and response.json()["count"] == 10
+
+
 def test_a_configuration_error_stops_gunicorn_with_a_clear_message(tmp_path):
     import os
     import subprocess

@@ -1,17 +1,23 @@
 """The INTEGRATION_GUIDE.md clients (examples/) run against real Gunicorn: Python, Node.js and Java.
 
-Each prints the same four lines (single call, next page, batch, a 400 handled); the test
-computes those lines itself over HTTP. A proxy in front of Gunicorn then injects 503s to check
-that every client retries 503 with the same request id, gives up after its retries, and
-never retries a 400.
+Each prints the same lines (single call, next page, batch, a filtered row alone and for
+several users, "more like this", "because you watched", a 400 handled), one call each; the test computes those lines itself over HTTP. Each client runs once through a recording
+proxy in front of Gunicorn, which lets a test see what it sent; the proxy then injects 503s
+to check that every client retries 503 with the same request id, gives up after its retries,
+and never retries a 400. The guide's snippets are lines of these clients, and its curl
+examples are sent to the same Gunicorn: each answer has the shape the guide shows.
 """
 
 import json
+import re
+import shlex
 import shutil
 import subprocess
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import NamedTuple
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -23,6 +29,7 @@ pytestmark = pytest.mark.e2e
 EXAMPLES = ROOT / "examples"
 USER, OTHER = str(user_uuid(1)), str(user_uuid(2))
 LANGUAGES = ["python", "javascript", "java"]
+ROW = {"genres": ["Comedy", "Romance"], "release_year_min": 1990, "diversity": 0.5}  # the clients' row, without its exclusions
 
 
 def tool(name: str) -> str:
@@ -50,16 +57,58 @@ def java_classes(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def expected(base_url) -> str:
-    """The lines every client must print, computed here over HTTP."""
-    first = requests.get(f"{base_url}/api/recommendations/{USER}", params={"limit": 5}, timeout=30).json()
-    second = requests.get(f"{base_url}/api/recommendations/{USER}", params={"limit": 5, "offset": 5}, timeout=30).json()
-    batch = requests.post(f"{base_url}/api/recommendations/batch", json={"user_ids": [USER, OTHER], "limit": 5}, timeout=30).json()
-    assert first["recommendations"][0]["media_id"] != second["recommendations"][0]["media_id"]
+def answers(base_url) -> dict:
+    """What the service answers to the calls the clients make, asked here over HTTP."""
+
+    def get(path: str, **params) -> dict:
+        response = requests.get(base_url + path, params=params, timeout=30)  # a list: one parameter per value
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def post(path: str, body: dict) -> dict:
+        response = requests.post(base_url + path, json=body, timeout=30)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    first = get(f"/api/recommendations/{USER}", limit=5)
+    shown = [item["media_id"] for item in first["recommendations"]]
+    answers = {
+        "first": first,
+        "second": get(f"/api/recommendations/{USER}", limit=5, offset=5),
+        "batch": post("/api/recommendations/batch", {"user_ids": [USER, OTHER], "limit": 5}),
+        "shown": shown,
+        "row": get(f"/api/recommendations/{USER}", limit=5, **ROW, exclude=shown),
+        "batch_row": post("/api/recommendations/batch", {"user_ids": [USER, OTHER], "limit": 5, **ROW, "exclude": shown}),
+        "similar": get(f"/api/media/{shown[0]}/similar", limit=5, user_id=USER),  # like the first recommendation
+        # the first media of the user's history that explains a recommendation: {media_id, title}
+        "watched": next(media for item in first["recommendations"] for media in item["because"]),
+    }
+    answers["because"] = get(f"/api/recommendations/{USER}", limit=5, because=answers["watched"]["media_id"])
+    assert first["recommendations"][0]["media_id"] != answers["second"]["recommendations"][0]["media_id"]
+    for row in [answers["row"], *answers["batch_row"]["results"].values()]:  # the lines show rows that hold
+        assert row["count"] == 5
+        assert all(set(item["genres"]) & set(ROW["genres"]) for item in row["recommendations"])
+        assert all(item["release_year"] >= ROW["release_year_min"] for item in row["recommendations"])
+        assert not {item["media_id"] for item in row["recommendations"]} & set(shown)
+    assert answers["similar"]["media"]["media_id"] == shown[0] and answers["similar"]["count"] == 5
+    assert answers["because"]["recommendations"][0]["because"] == [answers["watched"]]  # a neighbour of it
+    return answers
+
+
+@pytest.fixture(scope="module")
+def expected(answers) -> str:
+    """The lines every client must print."""
+    first, second, batch = answers["first"], answers["second"], answers["batch"]
+    row, batch_row, similar = answers["row"], answers["batch_row"]["results"], answers["similar"]
+    watched, because = answers["watched"], answers["because"]
     return "\n".join([
         f"single {USER} count=5 first={first['recommendations'][0]['media_id']}",
         f"page offset=5 count=5 first={second['recommendations'][0]['media_id']}",
         f"batch total_users=2 {USER}:{batch['results'][USER]['count']} {OTHER}:{batch['results'][OTHER]['count']}",
+        f"row count={row['count']} first={row['recommendations'][0]['media_id']}",
+        "batch row " + " ".join(f"{uid}:{batch_row[uid]['recommendations'][0]['media_id']}" for uid in (USER, OTHER)),
+        f'similar "{similar["media"]["title"]}" count={similar["count"]} first={similar["similar"][0]["media_id"]}',
+        f'because "{watched["title"]}" count={because["count"]} first={because["recommendations"][0]["media_id"]}',
         "error 400 invalid_request",
     ]) + "\n"
 
@@ -78,11 +127,20 @@ def run_client(language: str, url: str, java_classes, users=(USER, OTHER)) -> su
     return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
+class Seen(NamedTuple):
+    """A request as the proxy received it."""
+
+    method: str
+    path: str  # with its query string, as sent
+    request_id: str | None
+    body: bytes
+
+
 class FaultyProxy:
     """Forwards to Gunicorn, answering the first `failures` requests with 503 instead; records every request."""
 
     def __init__(self, upstream: str, failures: int) -> None:
-        self.upstream, self.failures, self.seen = upstream, failures, []
+        self.upstream, self.failures, self.seen = upstream, failures, []  # seen: [Seen]
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -91,7 +149,7 @@ class FaultyProxy:
 
             def _handle(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                proxy.seen.append((self.command, self.path, self.headers.get("X-Request-ID")))
+                proxy.seen.append(Seen(self.command, self.path, self.headers.get("X-Request-ID"), body))
                 if proxy.failures > 0:
                     proxy.failures -= 1
                     status, headers = 503, {"Content-Type": "application/json", "Retry-After": "0"}
@@ -120,11 +178,50 @@ class FaultyProxy:
         self.server.server_close()
 
 
+@pytest.fixture(scope="module")
+def recorded(base_url, java_classes):
+    """recorded(language): the client's run through a proxy that injects nothing, and the
+    requests it sent ([Seen]); one run per language, shared by the tests that ask."""
+    runs = {}
+
+    def run(language: str) -> tuple[subprocess.CompletedProcess, list[Seen]]:
+        if language not in runs:
+            proxy = FaultyProxy(base_url, failures=0)
+            try:
+                runs[language] = run_client(language, proxy.url, java_classes), proxy.seen
+            finally:
+                proxy.close()
+        return runs[language]
+
+    return run
+
+
 @pytest.mark.parametrize("language", LANGUAGES)
-def test_the_client_prints_what_the_service_answers(language, base_url, java_classes, expected):
-    result = run_client(language, base_url, java_classes)
+def test_the_client_prints_what_the_service_answers(language, recorded, expected):
+    result, seen = recorded(language)
     assert result.returncode == 0, result.stderr
     assert result.stdout == expected
+    assert len(seen) == len(expected.splitlines())  # one call per line
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_the_client_sends_what_the_api_reads(language, recorded, answers):
+    """A row's lists as repeated query parameters and as JSON lists (a client that dropped a
+    value could still print the right ids), the user of "more like this", the seed of "because"."""
+    result, seen = recorded(language)
+    assert result.returncode == 0, result.stderr
+    queries = [(urlsplit(s.path).path, parse_qs(urlsplit(s.path).query)) for s in seen if s.method == "GET"]
+    [row] = [query for _, query in queries if "exclude" in query]
+    assert {name: row[name] for name in (*ROW, "exclude")} == {
+        "genres": ROW["genres"], "release_year_min": ["1990"], "diversity": ["0.5"], "exclude": answers["shown"]
+    }
+    [body] = [json.loads(s.body) for s in seen if s.method == "POST" and b'"exclude"' in s.body]
+    assert body == {"user_ids": [USER, OTHER], "limit": 5, "offset": 0, **ROW, "exclude": answers["shown"]}
+    assert type(body["release_year_min"]) is int and type(body["diversity"]) is float  # JSON numbers, not strings
+    [similar] = [query for path, query in queries if path == f"/api/media/{answers['shown'][0]}/similar"]
+    assert similar["user_id"] == [USER]
+    [because] = [query for _, query in queries if "because" in query]
+    assert because["because"] == [answers["watched"]["media_id"]]
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
@@ -159,10 +256,10 @@ def test_the_client_retries_503_with_the_same_request_id_and_never_retries_400(l
     assert result.returncode == 0, result.stderr
     assert result.stdout == expected
     first_three = proxy.seen[:3]
-    assert len({(m, p.split("?")[0]) for m, p, _ in first_three}) == 1, first_three  # one call, tried three times
-    assert len({rid for _, _, rid in first_three}) == 1 and first_three[0][2]
-    assert len(proxy.seen) == 2 + 4  # 4 calls, the first one twice more
-    assert sum("not-a-user-id" in path for _, path, _ in proxy.seen) == 1
+    assert len({(seen.method, seen.path) for seen in first_three}) == 1, first_three  # one call, tried three times
+    assert len({seen.request_id for seen in first_three}) == 1 and first_three[0].request_id
+    assert len(proxy.seen) == 2 + len(expected.splitlines())  # one call per line, the first one twice more
+    assert sum("not-a-user-id" in seen.path for seen in proxy.seen) == 1
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
@@ -186,3 +283,49 @@ def test_the_guide_shows_each_client_file_exactly(path, fence):
     code = (EXAMPLES / path).read_text()
     assert f"```{fence}\n{code}```\n" in guide, f"INTEGRATION_GUIDE.md does not show examples/{path} as it is"
     assert f"(examples/{path})" in guide
+
+
+CLIENT_FILES = {"python": "python/ml_client.py", "javascript": "javascript/mlClient.mjs", "java": "java/MlServiceClient.java"}
+
+
+def guide_endpoints() -> str:
+    """INTEGRATION_GUIDE.md's section 2 (endpoints, rows, "more like this", "because you watched")."""
+    guide = (ROOT / "INTEGRATION_GUIDE.md").read_text()
+    return guide[guide.index("## 2. Endpoints"):guide.index("## 3. Errors")]
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_the_guides_snippets_are_lines_of_the_client(language):
+    lines = {line.strip() for line in (EXAMPLES / CLIENT_FILES[language]).read_text().splitlines()}
+    snippets = re.findall(rf"```{language}\n(.*?)```", guide_endpoints(), re.DOTALL)
+    assert snippets
+    for snippet in snippets:
+        missing = [line for line in snippet.splitlines() if line.strip() not in lines]
+        assert not missing, f"not in examples/{CLIENT_FILES[language]}: {missing}"
+
+
+def shape(value):
+    """A JSON value's structure: its keys, its scalars' types, the distinct structures in its lists."""
+    if isinstance(value, dict):
+        return {key: shape(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return sorted({json.dumps(shape(item), sort_keys=True) for item in value})
+    return "number" if type(value) in (int, float) else type(value).__name__
+
+
+def test_the_guides_curl_examples_answer_as_shown(base_url):
+    examples = re.findall(r"```sh\n(curl .*?)```\n\s*(?:```json\n(.*?)```)?", guide_endpoints(), re.DOTALL)
+    assert sum(bool(shown) for _, shown in examples) >= 4  # rows, more like this, because you watched, its 400
+    for command, shown in examples:
+        args = shlex.split(command.replace("\\\n", " "))
+        [url] = [arg for arg in args if arg.startswith("http://localhost:5000/")]
+        body = args[args.index("-d") + 1] if "-d" in args else None
+        url = url.replace("http://localhost:5000", base_url)
+        response = requests.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=30) if body \
+            else requests.get(url, timeout=30)
+        if not shown:
+            assert response.status_code == 200, (command, response.text)
+            continue
+        shown = json.loads(shown)
+        assert (response.status_code == 200) == ("error" not in shown), (command, response.text)
+        assert shape(response.json()) == shape(shown), command
