@@ -37,6 +37,8 @@ DIVERSITY_POOL = 60
 # "More like this" for a user: the most similar media the user has not seen, then ordered by
 # the user's hybrid score; at least this many, so that the order does not depend on the page.
 SIMILAR_CANDIDATES = 100
+# An item's `because` names at most this many of the user's media.
+BECAUSE_MEDIA = 2
 # Seconds a client is told to wait when catalog_db (without which no media can be described) is down.
 CATALOG_RETRY_AFTER = 1
 # What a degraded answer lacks, in the order responses list it.
@@ -312,7 +314,7 @@ class RecommendationService:
         user: scoring.UserSignals | None = None,
         pool: scoring.Pool | None = None,
         filters: MediaFilter = MediaFilter(),
-    ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], _Described]:
+    ) -> tuple[np.ndarray, np.ndarray, list[list[int]], _Described]:
         """The `count` live media most like `seed_idx` (scoring.similar_media), whether each is
         a neighbour, what of `user`'s history explains each (scoring.because; empty without a
         user), and the catalog's answer, which also describes the seed and those media. One
@@ -321,9 +323,9 @@ class RecommendationService:
         asked = count + DELETED_SLACK
         while True:
             idx, neighbour = scoring.similar_media(model, seed_idx, seed_genres, asked, excluded, pool)
-            explained = scoring.because(model, user, idx) if user is not None else [np.zeros(0, np.int64)] * len(idx)
+            explained = scoring.because(model, user, idx, BECAUSE_MEDIA) if user is not None else [[] for _ in idx]
             seed = [] if seed_idx is None else [seed_idx]
-            self._describe(model, [*seed, *idx.tolist(), *(i for e in explained for i in e.tolist())], described, deadline)
+            self._describe(model, [*seed, *idx.tolist(), *(i for e in explained for i in e)], described, deadline)
             live = np.flatnonzero([described.live(i) is not None for i in idx.tolist()])
             if len(live) >= count or len(idx) < asked:
                 break
@@ -367,7 +369,7 @@ class RecommendationService:
         ]
 
     def _items(
-        self, ranking: scoring.Ranking, explained: list[np.ndarray], described: _Described
+        self, ranking: scoring.Ranking, explained: list[list[int]], described: _Described
     ) -> list[tuple[int, Recommendation]]:
         """The ranking's live media as (model index, Recommendation), best first."""
         items = []
@@ -381,7 +383,7 @@ class RecommendationService:
             media = described.live(idx)
             if media is None:
                 continue
-            sources = tuple(m for m in (described.media.get(j) for j in explained[i].tolist()) if m is not None)
+            sources = tuple(m for m in (described.media.get(j) for j in explained[i]) if m is not None)
             items.append((idx, Recommendation(
                 media, score, content, collaborative, "hybrid" if hybrid else "popular", sources if hybrid else ()
             )))
@@ -395,7 +397,7 @@ class RecommendationService:
         deadline: Deadline,
         pool: scoring.Pool | None,
         filters: MediaFilter,
-    ) -> tuple[dict[UUID, scoring.Ranking], dict[UUID, list[np.ndarray]], _Described]:
+    ) -> tuple[dict[UUID, scoring.Ranking], dict[UUID, list[list[int]]], _Described]:
         """Each user's ranking, long enough to hold `wanted` live media, what explains each of
         its media (scoring.because), and the catalog's description of all of them.
 
@@ -407,16 +409,18 @@ class RecommendationService:
         """
         counts = dict.fromkeys(signals, wanted + DELETED_SLACK)
         rankings: dict[UUID, scoring.Ranking] = {}
-        explained: dict[UUID, list[np.ndarray]] = {}
+        explained: dict[UUID, list[list[int]]] = {}
         described = _Described({}, filters)
         pending = list(signals)
         while pending:
             for user_id in pending:
-                ranking = scoring.rank_for_user(model, signals[user_id], self._weights, counts[user_id], pool)
+                ranking = scoring.rank_for_user(
+                    model, signals[user_id], self._weights, counts[user_id], pool, explain=BECAUSE_MEDIA
+                )
                 rankings[user_id] = ranking
-                explained[user_id] = scoring.because(model, signals[user_id], ranking.media_idx)
+                explained[user_id] = ranking.because
             wanted_idx = [i for u in pending for i in rankings[u].media_idx.tolist()]
-            wanted_idx += [i for u in pending for e in explained[u] for i in e.tolist()]
+            wanted_idx += [i for u in pending for e in explained[u] for i in e]
             self._describe(model, wanted_idx, described, deadline)
             pending = [
                 u

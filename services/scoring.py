@@ -58,6 +58,9 @@ class Ranking:
     score: np.ndarray
     content: np.ndarray
     collaborative: np.ndarray
+    # Per media: the user's media that add most to its collaborative score (see `because`;
+    # empty unless rank_for_user was asked to explain).
+    because: list[list[int]] | None = None
 
     @property
     def is_hybrid(self) -> np.ndarray:
@@ -179,25 +182,35 @@ def _neighbour_entries(model: ModelData, media_idx: np.ndarray) -> tuple[np.ndar
     return positions, np.repeat(np.arange(len(media_idx)), lengths)
 
 
-def _co_interaction_sums(model: ModelData, signals: UserSignals, dislike: float = 0.0) -> np.ndarray:
+@dataclass(frozen=True)
+class _Entries:
+    """The neighbour entries of a user's media: for each, the media it reaches, which of the
+    user's media it comes from (an index into positive_idx, then disliked_idx) and its
+    contribution (weight × similarity)."""
+
+    targets: np.ndarray
+    seed: np.ndarray
+    contribution: np.ndarray
+
+
+def _co_interaction_sums(model: ModelData, signals: UserSignals, dislike: float = 0.0) -> tuple[np.ndarray, _Entries]:
     """Per media: the sum over the user's positive media of weight × similarity, less
-    `dislike` × similarity over their disliked media (not scaled)."""
+    `dislike` × similarity over their disliked media (not scaled); and the entries summed."""
     seeds, weights = signals.positive_idx, signals.positive_weight
     if dislike > 0 and len(signals.disliked_idx):
         seeds = np.concatenate((seeds, signals.disliked_idx))
         weights = np.concatenate((weights, np.full(len(signals.disliked_idx), -dislike)))
-    if len(seeds) == 0:
-        return np.zeros(len(model.media_ids), dtype=np.float64)
     positions, seed = _neighbour_entries(model, seeds)
-    contributions = weights[seed] * model.neighbour_similarity[positions]
-    return np.bincount(model.neighbour_idx[positions], weights=contributions, minlength=len(model.media_ids))
+    entries = _Entries(model.neighbour_idx[positions], seed, weights[seed] * model.neighbour_similarity[positions])
+    sums = np.bincount(entries.targets, weights=entries.contribution, minlength=len(model.media_ids))
+    return sums.astype(np.float64), entries
 
 
 def rank_for_user(
-    model: ModelData, signals: UserSignals, weights: Weights, count: int, pool: Pool | None = None
+    model: ModelData, signals: UserSignals, weights: Weights, count: int, pool: Pool | None = None, explain: int = 0
 ) -> Ranking:
     """The `count` best media of `pool` (default: all) the user has not interacted with, by
-    hybrid score then popularity.
+    hybrid score then popularity; with `explain`, each one's `because` (up to that many).
 
     Media with a hybrid score come first; popular media fill the remaining places, so every
     user gets `count` items as long as the pool has that many they have not seen. Equal
@@ -210,7 +223,7 @@ def rank_for_user(
     if pool.mask is not None:
         excluded = excluded[pool.mask[excluded]]  # exclusions outside the pool change nothing
     count = max(0, min(count, pool.size - len(excluded)))
-    co_interaction = _co_interaction_sums(model, signals, weights.dislike)
+    co_interaction, entries = _co_interaction_sums(model, signals, weights.dislike)
     matches = model.signature_genres[:, signals.genre_idx].sum(axis=1)  # per signature: user genres it has
     allowed = co_interaction != 0
     # Media a dislike pushed down may fall below the genre candidates: ask for as many more.
@@ -228,7 +241,9 @@ def rank_for_user(
     top_popularity = float(model.popularity.max()) if len(model.popularity) else 0.0
     tiebreak = POPULARITY_TIEBREAK / top_popularity if top_popularity > 0 else 0.0
     best = _largest(score + tiebreak * model.popularity[candidates], count)
-    return Ranking(candidates[best], score[best], content[best], collaborative[best])
+    media_idx = candidates[best]
+    explained = _explain(model, signals, entries, media_idx, explain) if explain else [[] for _ in media_idx]
+    return Ranking(media_idx, score[best], content[best], collaborative[best], explained)
 
 
 def hybrid_scores(
@@ -236,7 +251,7 @@ def hybrid_scores(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The user's hybrid, content and collaborative scores of the media `media_idx`, exactly as
     `rank_for_user` computes them."""
-    co_interaction = _co_interaction_sums(model, signals, weights.dislike)
+    co_interaction, _ = _co_interaction_sums(model, signals, weights.dislike)
     matches = model.signature_genres[:, signals.genre_idx].sum(axis=1)
     return _hybrid(model, signals, weights, media_idx, co_interaction, matches)
 
@@ -264,28 +279,34 @@ def _hybrid(
     return hybrid, content, collaborative
 
 
-def because(model: ModelData, signals: UserSignals, media_idx: np.ndarray, most: int = 2) -> list[np.ndarray]:
+def because(model: ModelData, signals: UserSignals, media_idx: np.ndarray, most: int = 2) -> list[list[int]]:
     """For each media of `media_idx`: up to `most` of the user's positive media that add most
     to its collaborative score (weight × similarity), largest first; empty where none does."""
-    explained: list[np.ndarray] = [np.zeros(0, dtype=np.int64) for _ in range(len(media_idx))]
+    return _explain(model, signals, _co_interaction_sums(model, signals)[1], media_idx, most)
+
+
+def _explain(model: ModelData, signals: UserSignals, entries: _Entries, media_idx: np.ndarray, most: int) -> list[list[int]]:
+    """`because` from the entries the co-interaction sums were made of."""
+    explained: list[list[int]] = [[] for _ in range(len(media_idx))]
     if len(signals.positive_idx) == 0 or len(media_idx) == 0:
         return explained
-    positions, seed = _neighbour_entries(model, signals.positive_idx)
-    targets = model.neighbour_idx[positions]
-    order = np.argsort(media_idx, kind="stable")
-    place = np.minimum(np.searchsorted(media_idx[order], targets), len(media_idx) - 1)
-    hit = media_idx[order][place] == targets
-    if not hit.any():
+    wanted = np.zeros(len(model.media_ids), dtype=bool)
+    wanted[media_idx] = True
+    # The few entries from a positive media (not a disliked one) that reach an item of the page.
+    hit = np.flatnonzero(wanted[entries.targets] & (entries.seed < len(signals.positive_idx)))
+    if not len(hit):
         return explained
-    rows = order[place[hit]]  # which item of media_idx each contributing entry explains
-    contribution = signals.positive_weight[seed[hit]] * model.neighbour_similarity[positions[hit]]
-    sources = signals.positive_idx[seed[hit]]
+    order = np.argsort(media_idx, kind="stable")
+    rows = order[np.searchsorted(media_idx[order], entries.targets[hit])]  # which item each entry explains
+    contribution = entries.contribution[hit]
+    sources = signals.positive_idx[entries.seed[hit]]
     ranked = np.lexsort((sources, -contribution, rows))  # per item: largest contribution first
     rows, sources = rows[ranked], sources[ranked]
-    first = np.searchsorted(rows, rows, side="left")
-    keep = np.arange(len(rows)) - first < most
+    group_start = np.flatnonzero(np.concatenate(([True], rows[1:] != rows[:-1])))
+    place = np.arange(len(rows)) - np.repeat(group_start, np.diff(np.append(group_start, len(rows))))
+    keep = place < most
     for row, source in zip(rows[keep].tolist(), sources[keep].tolist()):
-        explained[row] = np.append(explained[row], source)
+        explained[row].append(source)
     return explained
 
 

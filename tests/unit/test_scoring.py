@@ -207,7 +207,8 @@ def test_ranking_equals_a_full_sort_of_the_whole_catalogue(seed):
         signals = user_signals(
             model, user_genres, make_history(history), str(rng.choice(["centred", "raw"])), also_excluded
         )
-        ranking = rank_for_user(model, signals, weights, count)
+        ranking = rank_for_user(model, signals, weights, count, explain=2)
+        assert ranking.because == because(model, signals, ranking.media_idx)  # the ranking's own entries, alike
         expected, hybrid = full_sort(model, signals, weights, count)
         assert ranking.media_idx.tolist() == expected
         assert ranking.score.tolist() == pytest.approx(hybrid[expected].tolist())
@@ -270,11 +271,11 @@ def test_because_names_the_users_media_that_add_most_to_each_score():
     signals = user_signals(model, (), make_history({0: 1.0, 1: 1.0, 2: 1.0, 5: 0.0}), "raw")
     explained = because(model, signals, np.array([4, 3, 1]))
     # media 4: 1 (0.8) before 0 (0.1), and not 5, which was disliked; media 3: 0 (0.9), 2 (0.7), not 1 (0.5)
-    assert [e.tolist() for e in explained] == [[1, 0], [0, 2], []]
-    assert [e.tolist() for e in because(model, signals, np.array([4, 3]), most=1)] == [[1], [0]]
+    assert explained == [[1, 0], [0, 2], []]
+    assert because(model, signals, np.array([4, 3]), most=1) == [[1], [0]]
     # the weights count: a strongly liked media leads
     weighted = user_signals(model, (), make_history({0: 1.0, 2: 2.0}), "raw")
-    assert because(model, weighted, np.array([3]))[0].tolist() == [2, 0]  # 2 × 0.7 > 1 × 0.9
+    assert because(model, weighted, np.array([3]))[0] == [2, 0]  # 2 × 0.7 > 1 × 0.9
 
 
 def test_similar_media_are_the_neighbours_then_popular_media_sharing_most_genres():
