@@ -189,16 +189,21 @@ class RecommendationItemSchema(ResponseSchema):
     )
 
 
-class RecommendationsSchema(ResponseSchema):
-    """A page of recommendations for one user."""
+class PageSchema(ResponseSchema):
+    """What every page of items says besides its items."""
 
-    user_id = fields.UUID()
-    recommendations = fields.List(fields.Nested(RecommendationItemSchema), attribute="items")
     count = fields.Integer()
     limit = fields.Integer()
     offset = fields.Integer()
     degraded = fields.List(fields.String(), **_degraded)
     model_version = fields.Integer(**_model_version)
+
+
+class RecommendationsSchema(PageSchema):
+    """A page of recommendations for one user."""
+
+    user_id = fields.UUID()
+    recommendations = fields.List(fields.Nested(RecommendationItemSchema), attribute="items")
     because = fields.Nested(
         BecauseSchema,
         allow_none=True,
@@ -274,17 +279,12 @@ def batch_json(pages: dict[UUID, Recommendations]) -> dict:
     }
 
 
-class SimilarResponseSchema(ResponseSchema):
+class SimilarResponseSchema(PageSchema):
     """A page of media like one media ("more like this")."""
 
     media = fields.Nested(MediaSchema, metadata={"description": "The media the page is like."})
     user_id = fields.UUID(allow_none=True, metadata={"description": "The user it is ordered for, if any."})
     similar = fields.List(fields.Nested(RecommendationItemSchema), attribute="items")
-    count = fields.Integer()
-    limit = fields.Integer()
-    offset = fields.Integer()
-    degraded = fields.List(fields.String(), **_degraded)
-    model_version = fields.Integer(**_model_version)
 
 
 class BatchResponseSchema(ResponseSchema):
