@@ -19,7 +19,7 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-eval.txt requiremen
 
 setup: $(STAMP)
 
-# Java and Node.js for the integration guide's client tests (installed when missing).
+# Java, Node.js and Chromium for the client and docs-page tests, and the fault tests' network tools (installed when missing).
 test-tools:
 	@scripts/install-test-tools.sh
 
