@@ -45,11 +45,17 @@ class Settings:
     # Seconds between reconnection probes of a database found unavailable; requests skip it
     # (degraded answers) until a probe succeeds.
     db_probe_interval: float = 0.5
-    content_weight: float = 0.4
-    collaborative_weight: float = 0.6
+    # The hybrid blend (chosen on a validation split: see README, "Choosing the defaults").
+    content_weight: float = 0.1
+    collaborative_weight: float = 0.9
     # Neighbours kept per media by the refresh job.
-    neighbours_k: int = 50
-    # Neighbour similarity: each user's co-interactions count 1 / ln(1 + their positive media)
+    neighbours_k: int = 100
+    # The neighbour table is EASE's item-item weights for the EASE_MEDIA media with the most
+    # positive users (regularisation EASE_LAMBDA; a dense EASE_MEDIA² matrix of float64 in
+    # the refresh) and damped cosine similarity for the other media; EASE_MEDIA=0: cosine only.
+    ease_lambda: float = 200.0
+    ease_media: int = 10_000
+    # Cosine similarity: each user's co-interactions count 1 / ln(1 + their positive media)
     # to this power (0: every user counts 1), and the cosine denominator gets this shrinkage
     # added, so pairs seen together by few users rank below well-supported ones.
     neighbours_user_damping: float = 1.0
@@ -128,6 +134,8 @@ class Settings:
             raise ConfigError("CONTENT_WEIGHT and COLLABORATIVE_WEIGHT must be >= 0")
         if self.neighbours_k < 1:
             raise ConfigError("NEIGHBOURS_K must be >= 1")
+        if self.ease_lambda <= 0 or self.ease_media < 0:
+            raise ConfigError("need EASE_LAMBDA > 0 and EASE_MEDIA >= 0")
         if self.neighbours_user_damping < 0 or self.neighbours_shrinkage < 0:
             raise ConfigError("NEIGHBOURS_USER_DAMPING and NEIGHBOURS_SHRINKAGE must be >= 0")
         if min(self.like_weight, self.watch_weight, self.dislike_weight) < 0:

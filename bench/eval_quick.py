@@ -19,12 +19,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from database.records import History, ModelData, ModelInfo  # noqa: E402
+from ml_service.jobs import neighbour_settings  # noqa: E402
+from services import neighbours  # noqa: E402
 from services import refresh as refresh_job  # noqa: E402
 from services import scoring  # noqa: E402
 from services.evaluation import baselines, metrics  # noqa: E402
 from services.evaluation.split import temporal_split  # noqa: E402
 from services.movielens_import import (  # noqa: E402
     DISLIKE_AT_MOST,
+    LIKE_AT_LEAST,
     UNIX_TO_POSTGRES_EPOCH,
     media_uuid,
     preferred_genres,
@@ -45,15 +48,14 @@ def build_model(movies, train, settings: Settings):
     rating = train.rating[order]
     newest = (train.timestamp[order] - UNIX_TO_POSTGRES_EPOCH) * 1_000_000
     inter = refresh_job.Interactions(
-        user=user_num.astype(np.int32), media=media, positive=rating > DISLIKE_AT_MOST, newest=newest.astype(np.int64),
+        user=user_num.astype(np.int32), media=media, positive=rating > DISLIKE_AT_MOST, liked=rating >= LIKE_AT_LEAST,
+        newest=newest.astype(np.int64),
         users_count=len(users), interactions_count=len(train),
     )
-    extra = {"value": rating} if "value" in refresh_job.Interactions.__dataclass_fields__ else {}
-    if extra:
-        inter = refresh_job.Interactions(**{**inter.__dict__, **extra})
     pop = refresh_job.popularity_scores(inter, len(media_ids), settings.popularity_half_life_days)
-    nb = refresh_job.cosine_neighbours(inter, len(media_ids), settings.neighbours_k, progress=False, **model_kwargs(settings))
-    nb_media, nb_idx, nb_sim = nb
+    positive = refresh_job.pairs(inter, inter.positive, len(media_ids))
+    liked = refresh_job.pairs(inter, inter.liked, len(media_ids))
+    nb_media, nb_idx, nb_sim = neighbours.build(positive, liked, neighbour_settings(settings), progress=False)
     order = np.lexsort((nb_idx, -nb_sim, nb_media))
     nb_media, nb_idx, nb_sim = nb_media[order], nb_idx[order], nb_sim[order]
     indptr = np.zeros(len(media_ids) + 1, dtype=np.int64)
@@ -63,10 +65,6 @@ def build_model(movies, train, settings: Settings):
     info = ModelInfo(1, datetime.now(), len(train), len(users), len(media_ids), len(nb_idx), None, 0.0)
     model = ModelData(info, media_ids, pop, tuple(genre_names), media_genres, indptr, nb_idx, nb_sim)
     return model, {i: m for m, i in movie_idx.items()}
-
-
-def model_kwargs(settings):
-    return {"user_damping": settings.neighbours_user_damping, "shrinkage": settings.neighbours_shrinkage}
 
 
 def histories(train):
@@ -91,12 +89,15 @@ def main():
     p.add_argument("--share", type=float, default=0.2)
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--baselines", action="store_true")
+    p.add_argument("--validation", action="store_true", help="evaluate on a validation split cut from train (test unseen)")
     a = p.parse_args()
     movies = read_movies(Path(a.data) / "movies.csv")
     ratings = read_ratings(Path(a.data) / "ratings.csv")
     if a.users != "all":
         ratings = ratings.subset(ratings.user % 2 == (1 if a.users == "odd" else 0))
     split = temporal_split(ratings, a.share)
+    if a.validation:
+        split = temporal_split(split.train, a.share)
     settings = Settings.from_env({"USER_DB_URL": "x", "CATALOG_DB_URL": "x", "ENGAGEMENT_DB_URL": "x", **__import__("os").environ})
     t = time.perf_counter()
     model, movie_of = build_model(movies, split.train, settings)

@@ -35,7 +35,7 @@ def main() -> None:
     genres = preferred_genres(movies, ratings)
     hist = histories(ratings)
     users = sorted(hist)
-    weights = scoring.Weights()
+    weights = scoring.Weights(settings.content_weight, settings.collaborative_weight)
     timings: dict[str, list[float]] = {"raw": [], "centred": []}
     for _ in range(args.rounds):
         for mode in timings:

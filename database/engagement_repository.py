@@ -83,8 +83,9 @@ class EngagementRepository:
     def user_media_pairs(self, chunk_rows: int = 1_000_000) -> Iterator[np.ndarray]:
         """Every (user, media) pair with interactions, ordered by user: for the refresh job.
 
-        Fields: user (V16), media (V16), disliked (bool), liked (bool), positive_value (float8,
-        the largest weighted LIKE/WATCH value, see WEIGHTED_VALUE; 0 when there is no LIKE/WATCH),
+        Fields: user (V16), media (V16), disliked (bool), liked (bool: a LIKE of weighted value > 0),
+        positive_value (float8, the largest weighted LIKE/WATCH value, see WEIGHTED_VALUE; 0 when
+        there is no LIKE/WATCH),
         newest (timestamp, microseconds since 2000-01-01; 1970 when unknown), interactions (int8).
         """
         columns = [
@@ -99,7 +100,7 @@ class EngagementRepository:
         query = f"""
             SELECT user_id, media_id,
                    bool_or(type = 'DISLIKE'),
-                   bool_or(type = 'LIKE'),
+                   coalesce(bool_or({WEIGHTED_VALUE} > 0) FILTER (WHERE type = 'LIKE'), false),
                    coalesce(max({WEIGHTED_VALUE}) FILTER (WHERE type IN ('LIKE', 'WATCH')), 0),
                    coalesce(max("timestamp"), 'epoch'),
                    count(*)

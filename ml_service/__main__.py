@@ -191,11 +191,20 @@ def demo(data: Path, pgdata: Path, host: str, port: int, yes: bool) -> None:
               help="Directory for metrics.json, report.md and ndcg.png.")
 @click.option("--pgdata", type=click.Path(file_okay=False, path_type=Path), default=Path(".eval/pgdata"),
               show_default=True, help="Embedded server directory (unless USER_DB_URL names a server).")
-def evaluate(data: Path, k: int, out: Path | None, pgdata: Path) -> None:
+@click.option("--test-share", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2, show_default=True,
+              help="Share of each user's newest ratings held out.")
+@click.option("--users", "user_sample", type=click.Choice(["all", "odd", "even"]), default="all", show_default=True,
+              help="Evaluate every user, or only those with an odd or an even id.")
+@click.option("--validation", is_flag=True,
+              help="Score on a validation split cut from the train ratings (the test ratings are never read): "
+                   "for choosing settings.")
+def evaluate(data: Path, k: int, out: Path | None, pgdata: Path, test_share: float, user_sample: str,
+             validation: bool) -> None:
     """Offline evaluation of the service against baselines on a temporal split (requirements-eval.txt)."""
     from ml_service.jobs import evaluate as run_evaluation
 
-    run_evaluation(data, k, out, pgdata, progress=show_progress())
+    run_evaluation(data, k, out, pgdata, progress=show_progress(), test_share=test_share, user_sample=user_sample,
+                   validation=validation)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,6 +21,7 @@ from database.model_repository import ModelRepository
 from database.pools import Databases, open_databases
 from database.records import InteractionWeights, ModelInfo
 from database.schema import apply_schema
+from services import neighbours
 from services import refresh as refresh_job
 from settings import DatabaseUrls, Settings
 
@@ -60,14 +61,23 @@ def run_refresh(settings: Settings, progress: bool = False, force: bool = False)
             CatalogRepository(databases.catalog),
             EngagementRepository(databases.engagement, InteractionWeights.of(settings)),
             ModelRepository(databases.model),
-            neighbours_k=settings.neighbours_k,
-            user_damping=settings.neighbours_user_damping,
-            shrinkage=settings.neighbours_shrinkage,
+            neighbour_settings=neighbour_settings(settings),
             half_life_days=settings.popularity_half_life_days,
             progress=progress,
             guard=refresh_job.Guard(max_shrink=settings.model_max_shrink, force=force),
             keep=settings.model_keep,
         )
+
+
+def neighbour_settings(settings: Settings) -> neighbours.NeighbourSettings:
+    """How the refresh builds the neighbour table, from NEIGHBOURS_K, EASE_* and NEIGHBOURS_*."""
+    return neighbours.NeighbourSettings(
+        k=settings.neighbours_k,
+        ease_lambda=settings.ease_lambda,
+        ease_media=settings.ease_media,
+        user_damping=settings.neighbours_user_damping,
+        shrinkage=settings.neighbours_shrinkage,
+    )
 
 
 def model_history(settings: Settings) -> tuple[list[ModelInfo], int | None]:
@@ -86,8 +96,9 @@ def rollback(settings: Settings, version: int | None = None) -> tuple[int, int]:
             return writer.rollback(version)
 
 
-def evaluate(data_dir: Path, k: int, out_dir: Path | None, pgdata: Path, progress: bool = False) -> dict:
-    """The offline evaluation, our model served through the production path (see services/evaluation/run.py)."""
+def evaluate(data_dir: Path, k: int, out_dir: Path | None, pgdata: Path, progress: bool = False, **split) -> dict:
+    """The offline evaluation, our model served through the production path (see services/evaluation/run.py);
+    `split` takes services.evaluation.run.evaluate's test_share, user_sample and validation."""
     from ml_service.app import build_runtime
     from services.evaluation.run import evaluate as run_evaluation
 
@@ -104,9 +115,13 @@ def evaluate(data_dir: Path, k: int, out_dir: Path | None, pgdata: Path, progres
         settings = Settings.from_env(env)
         run_refresh(settings, progress)
         runtime = build_runtime(settings)
+        # A worker opens its pools in the background; on a busy machine the first connections
+        # can take longer than a request's deadline, and an offline job has no reason to race them.
+        for database in runtime.databases.by_name().values():
+            database.pool.wait(OFFLINE_CONNECT_WAIT)
         try:
             yield runtime.recommender
         finally:
             runtime.close()
 
-    return run_evaluation(data_dir, k, out_dir, pgdata, served, progress)
+    return run_evaluation(data_dir, k, out_dir, pgdata, served, progress, **split)

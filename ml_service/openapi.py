@@ -48,7 +48,8 @@ CONFIG = {
     "API_SPEC_OPTIONS": {
         "info": {
             "description": (
-                "Hybrid media recommendations (0.4 x genre match + 0.6 x co-interaction, popular fill). "
+                "Hybrid media recommendations (genre match blended with a collaborative score from EASE item-item "
+                "weights, popular fill). "
                 "Every error is JSON: `{\"error\": {\"code\", \"message\", \"details\"?}}`; a method a path "
                 "does not list is a 405 `method_not_allowed` whose `Allow` header lists those it does. "
                 "Send `X-Request-ID` to correlate a call with the service's logs; it is echoed back "

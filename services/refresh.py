@@ -17,13 +17,12 @@ from database.catalog_repository import CatalogRepository
 from database.engagement_repository import EngagementRepository
 from database.model_repository import ModelRepository, NewModel, RefreshInProgress
 from database.records import ModelInfo
+from services import neighbours
 
 log = logging.getLogger(__name__)
 
 POSTGRES_EPOCH = datetime(2000, 1, 1)
 MICROSECONDS_PER_DAY = 86_400 * 1_000_000
-# Memory for one block of the dense similarity rows computed at a time (float32 cells).
-SIMILARITY_BLOCK_CELLS = 32_000_000
 
 
 class RefreshFailed(RuntimeError):
@@ -56,6 +55,7 @@ class Interactions:
     user: np.ndarray  # int32 user number
     media: np.ndarray  # int32 model media index
     positive: np.ndarray  # bool: engaged positively (LIKE/WATCH) and never disliked
+    liked: np.ndarray  # bool: positive with a LIKE among its interactions
     newest: np.ndarray  # int64 microseconds since 2000-01-01
     users_count: int
     interactions_count: int
@@ -90,11 +90,9 @@ def refresh(
     catalog: CatalogRepository,
     engagement: EngagementRepository,
     models: ModelRepository,
-    neighbours_k: int,
+    neighbour_settings: neighbours.NeighbourSettings,
     half_life_days: float,
     progress: bool = True,
-    user_damping: float = 0.0,
-    shrinkage: float = 0.0,
     guard: Guard = Guard(),
     keep: int = 3,
 ) -> int:
@@ -107,7 +105,7 @@ def refresh(
     the serving model stays as it was: the new one is made serving by one statement at the end,
     and the last `keep` models are kept for a rollback.
 
-    user_damping and shrinkage shape the neighbour similarity (see cosine_neighbours).
+    `neighbour_settings` say how the neighbour table is built (services/neighbours.py).
     """
     started = time.perf_counter()
     with _step("taking the refresh lock on the model database"), models.refresh_lock() as writer:
@@ -121,8 +119,11 @@ def refresh(
             interactions = read_interactions(engagement, media_ids, progress)
         guard.check(serving, "interactions", interactions.interactions_count)
         popularity = popularity_scores(interactions, len(media_ids), half_life_days)
-        nb_media, nb_idx, nb_sim = cosine_neighbours(
-            interactions, len(media_ids), neighbours_k, progress, user_damping=user_damping, shrinkage=shrinkage
+        nb_media, nb_idx, nb_sim = neighbours.build(
+            pairs(interactions, interactions.positive, len(media_ids)),
+            pairs(interactions, interactions.liked, len(media_ids)),
+            neighbour_settings,
+            progress,
         )
         newest = int(interactions.newest.max()) if len(interactions.newest) else None
         model = NewModel(
@@ -154,7 +155,7 @@ def read_interactions(engagement: EngagementRepository, media_ids: np.ndarray, p
     Pairs arrive ordered by user, so users are numbered by counting changes of user id;
     media unknown to the catalog (or deleted) are dropped.
     """
-    users, media, positive, newest = [], [], [], []
+    users, media, positive, liked, newest = [], [], [], [], []
     users_count = 0
     interactions_count = 0
     previous_user = None
@@ -175,7 +176,9 @@ def read_interactions(engagement: EngagementRepository, media_ids: np.ndarray, p
         known = media_ids[idx] == rows["media"]
         users.append(user_numbers[known].astype(np.int32))
         media.append(idx[known].astype(np.int32))
-        positive.append((~rows["disliked"] & (rows["positive_value"] > 0))[known])
+        is_positive = ~rows["disliked"] & (rows["positive_value"] > 0)
+        positive.append(is_positive[known])
+        liked.append((is_positive & rows["liked"])[known])
         newest.append(rows["newest"][known].astype(np.int64))
     bar.close()
 
@@ -186,6 +189,7 @@ def read_interactions(engagement: EngagementRepository, media_ids: np.ndarray, p
         user=joined(users, "int32"),
         media=joined(media, "int32"),
         positive=joined(positive, "bool"),
+        liked=joined(liked, "bool"),
         newest=joined(newest, "int64"),
         users_count=users_count,
         interactions_count=interactions_count,
@@ -203,68 +207,6 @@ def popularity_scores(interactions: Interactions, media_count: int, half_life_da
     return np.bincount(interactions.media[positive], weights=decay, minlength=media_count).astype(np.float32)
 
 
-def user_weights(matrix: sp.csr_matrix, damping: float) -> np.ndarray:
-    """Per user (row), 1 / ln(1 + positive media) ** damping: how much their co-interactions count.
-
-    Someone who engaged with a thousand media says little about any one pair of them
-    (inverse user frequency); damping 0 gives every user weight 1.
-    """
-    per_user = np.diff(matrix.indptr).astype(np.float64)
-    if damping == 0:
-        return np.ones(len(per_user), dtype=np.float32)
-    return np.divide(1.0, np.log1p(per_user) ** damping, out=np.zeros_like(per_user), where=per_user > 0).astype(
-        np.float32
-    )
-
-
-def cosine_neighbours(
-    interactions: Interactions,
-    media_count: int,
-    k: int,
-    progress: bool = True,
-    user_damping: float = 0.0,
-    shrinkage: float = 0.0,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Top-k neighbours of every media by cosine similarity of their sets of positive users.
-
-    similarity(i, j) = Σ_{u ∈ users(i) ∩ users(j)} w(u) / (sqrt(|users(i)| · |users(j)|) + shrinkage)
-    with w from `user_weights(·, user_damping)`; with both 0 this is the plain cosine
-    |users(i) ∩ users(j)| / sqrt(|users(i)| · |users(j)|). Returns three aligned arrays
-    (media, neighbour, similarity), only pairs with similarity > 0.
-    """
-    positive = interactions.positive
-    users = interactions.user[positive]
-    media = interactions.media[positive]
-    empty = (np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float32))
-    if len(users) == 0 or media_count == 0:
-        return empty
-    matrix = sp.csr_matrix(
-        (np.ones(len(users), dtype=np.float32), (users, media)),
-        shape=(interactions.users_count, media_count),
-    )
-    matrix.sum_duplicates()
-    matrix.data[:] = 1.0
-    by_media = matrix.T.tocsr()
-    if user_damping:
-        matrix = sp.diags(user_weights(matrix, user_damping)) @ matrix
-    norms = np.sqrt(np.diff(by_media.indptr).astype(np.float32))
-    block = max(1, SIMILARITY_BLOCK_CELLS // media_count)
-    out_media, out_idx, out_sim = [], [], []
-    keep = min(k, media_count - 1)
-    if keep <= 0:
-        return empty
-    for start in tqdm(range(0, media_count, block), desc="building neighbours", unit=" blocks", disable=not progress):
-        stop = min(start + block, media_count)
-        counts = (by_media[start:stop] @ matrix).toarray()
-        denominator = norms[start:stop, None] * norms[None, :] + shrinkage
-        # 0 where a media has no positive users (and so no co-interactions either)
-        similarity = np.divide(counts, denominator, out=np.zeros_like(counts), where=denominator > 0)
-        rows = np.arange(stop - start)
-        similarity[rows, rows + start] = 0.0  # a media is not its own neighbour
-        top = np.argpartition(-similarity, keep - 1, axis=1)[:, :keep]
-        top_sim = np.take_along_axis(similarity, top, axis=1)
-        nonzero = top_sim > 0
-        out_media.append(np.repeat(np.arange(start, stop, dtype=np.int32), keep).reshape(-1, keep)[nonzero])
-        out_idx.append(top[nonzero].astype(np.int32))
-        out_sim.append(top_sim[nonzero].astype(np.float32))
-    return np.concatenate(out_media), np.concatenate(out_idx), np.concatenate(out_sim)
+def pairs(interactions: Interactions, which: np.ndarray, media_count: int) -> sp.csr_matrix:
+    """The binary users × media matrix of the pairs where `which` (positive, liked) is True."""
+    return neighbours.binary_matrix(interactions.user[which], interactions.media[which], interactions.users_count, media_count)

@@ -33,8 +33,8 @@ class Weights:
     """How content and collaborative scores blend into the hybrid score, and how much a
     disliked media's similarities count against its neighbours (InteractionWeights.dislike)."""
 
-    content: float = 0.4
-    collaborative: float = 0.6
+    content: float
+    collaborative: float
     dislike: float = 0.0
 
 
@@ -226,8 +226,9 @@ def rank_for_user(
     co_interaction, entries = _co_interaction_sums(model, signals, weights.dislike)
     matches = model.signature_genres[:, signals.genre_idx].sum(axis=1)  # per signature: user genres it has
     allowed = co_interaction != 0
-    # Media a dislike pushed down may fall below the genre candidates: ask for as many more.
-    lowered = np.flatnonzero(co_interaction < 0) if weights.dislike > 0 else np.zeros(0, dtype=np.int64)
+    # Media pushed below 0 (negative neighbour weights, dislikes) may fall below the genre
+    # candidates: ask for as many more.
+    lowered = np.flatnonzero(co_interaction < 0)
     if pool.mask is not None:
         allowed &= pool.mask
         lowered = lowered[pool.mask[lowered]]
@@ -292,8 +293,11 @@ def _explain(model: ModelData, signals: UserSignals, entries: _Entries, media_id
         return explained
     wanted = np.zeros(len(model.media_ids), dtype=bool)
     wanted[media_idx] = True
-    # The few entries from a positive media (not a disliked one) that reach an item of the page.
-    hit = np.flatnonzero(wanted[entries.targets] & (entries.seed < len(signals.positive_idx)))
+    # The few entries from a positive media (not a disliked one) that reach an item of the page
+    # and raise its score.
+    hit = np.flatnonzero(
+        wanted[entries.targets] & (entries.seed < len(signals.positive_idx)) & (entries.contribution > 0)
+    )
     if not len(hit):
         return explained
     order = np.argsort(media_idx, kind="stable")
@@ -327,10 +331,11 @@ def similar_media(
     excluded: np.ndarray,
     pool: Pool | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The `count` media most like the media `seed_idx`: its neighbours in the model, most
-    similar first, then the most popular media sharing most of its genres (`genre_idx`, see
-    `seed_genres`). Never the seed itself, nor `excluded` (model indices), and only media of
-    `pool`. A seed the model does not know (None) has only the genre part.
+    """The `count` media most like the media `seed_idx`: its neighbours in the model of positive
+    weight, largest first, then the most popular media sharing most of its genres (`genre_idx`,
+    see `seed_genres`). Never the seed itself, nor its neighbours of negative weight, nor
+    `excluded` (model indices), and only media of `pool`. A seed the model does not know (None)
+    has only the genre part.
 
     Returns the media indices and, for each, whether it is a neighbour.
     """
@@ -340,7 +345,10 @@ def similar_media(
     if seed_idx is not None:
         skipped = np.union1d(skipped, [seed_idx])
         start, stop = model.neighbour_indptr[seed_idx], model.neighbour_indptr[seed_idx + 1]
-        neighbours = model.neighbour_idx[start:stop].astype(np.int64)
+        row = model.neighbour_idx[start:stop].astype(np.int64)
+        similar = model.neighbour_similarity[start:stop] > 0
+        skipped = np.union1d(skipped, row[~similar])  # negative weights: its fans do not go on to those
+        neighbours = row[similar]
         neighbours = neighbours[~np.isin(neighbours, skipped)]
         if pool.mask is not None:
             neighbours = neighbours[pool.mask[neighbours]]

@@ -5,7 +5,10 @@
   count of the user's co-users' interactions with each movie (co-users: anyone who rated a
   movie the user rated), no normalisation beyond scaling to [0, 1] per user, blended 40/60
   with the same genre match as ours, popular movies filling the rest;
-- implicit_itemknn / implicit_als: the `implicit` library on the binary user x movie matrix.
+- implicit_itemknn / implicit_als: the `implicit` library on the binary user x movie matrix;
+- ease: EASE (Steck, WWW 2019), full and exact, on the binary matrix of liked ratings (those
+  the importer stores as a LIKE), its regularisation chosen from EASE_LAMBDAS by NDCG on a
+  validation split cut from the train ratings (`choose_ease_lambda`), never on test.
 """
 
 from __future__ import annotations
@@ -18,12 +21,16 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm import tqdm
 
-from services.movielens_import import Movie, Ratings
+from services.evaluation import metrics
+from services.evaluation.split import temporal_split
+from services.movielens_import import LIKE_AT_LEAST, Movie, Ratings
+from services.neighbours import inverse_in_place
 
 ITEMKNN_K = 100
 ALS = {"factors": 64, "regularization": 0.05, "iterations": 15, "random_state": 0}
 SEED_WEIGHTS = (0.4, 0.6)
 USER_BLOCK = 256
+EASE_LAMBDAS = (50.0, 100.0, 200.0, 400.0, 800.0, 1600.0)
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,7 @@ class TrainMatrix:
     """The binary user x movie matrix of the train ratings, with the id maps."""
 
     matrix: sp.csr_matrix  # float32, users x movies, 1 where the user rated the movie
+    liked: sp.csr_matrix  # the same, 1 only where the rating is LIKE_AT_LEAST or more
     user_ids: np.ndarray  # MovieLens user id per row
     movie_ids: np.ndarray  # MovieLens movie id per column
 
@@ -40,12 +48,16 @@ class TrainMatrix:
         users, rows = np.unique(train.user, return_inverse=True)
         movies = np.asarray(sorted(movie_ids), dtype=np.int64)
         cols = np.searchsorted(movies, train.movie)
-        matrix = sp.csr_matrix(
-            (np.ones(len(train), dtype=np.float32), (rows, cols)), shape=(len(users), len(movies))
-        )
-        matrix.sum_duplicates()
-        matrix.data[:] = 1.0
-        return cls(matrix, users, movies)
+
+        def binary(keep: np.ndarray) -> sp.csr_matrix:
+            matrix = sp.csr_matrix(
+                (np.ones(int(keep.sum()), dtype=np.float32), (rows[keep], cols[keep])), shape=(len(users), len(movies))
+            )
+            matrix.sum_duplicates()
+            matrix.data[:] = 1.0
+            return matrix
+
+        return cls(binary(np.ones(len(train), bool)), binary(train.rating >= LIKE_AT_LEAST), users, movies)
 
     def rows_of(self, users: Sequence[int]) -> np.ndarray:
         """Row index of each user, -1 for users without train ratings."""
@@ -140,6 +152,41 @@ def implicit_als(train: TrainMatrix, users: Sequence[int], k: int, progress: boo
         model = AlternatingLeastSquares(**ALS)
         model.fit(train.matrix, show_progress=progress)
         return _implicit_recommend(model, train, users, k)
+
+
+def ease(train: TrainMatrix, users: Sequence[int], k: int, ease_lambda: float) -> dict[int, list[int]]:
+    """Full EASE with regularisation `ease_lambda`: score = the user's liked row @ B, with
+    B = I - P · diag(1 / diag(P)), P = (XᵀX + λI)⁻¹, diagonal 0 (X: train.liked)."""
+    liked = train.liked
+    gram = (liked.T @ liked).toarray().astype(np.float64)
+    gram[np.diag_indices_from(gram)] += ease_lambda
+    weights = inverse_in_place(gram)
+    weights /= -weights.diagonal().copy()[None, :]
+    weights[np.diag_indices_from(weights)] = 0.0
+    counts = np.asarray(train.matrix.sum(axis=0)).ravel()
+
+    def scores(rows: np.ndarray) -> np.ndarray:
+        known = rows >= 0
+        return np.where(known[:, None], liked[np.where(known, rows, 0)] @ weights, 0.0)
+
+    result: dict[int, list[int]] = {}
+    users = list(users)
+    for start in range(0, len(users), USER_BLOCK):
+        result.update(_top_k_per_user(train, users[start : start + USER_BLOCK], k, scores, counts))
+    return result
+
+
+def choose_ease_lambda(train: Ratings, movie_ids: Sequence[int], k: int, progress: bool = False) -> tuple[float, dict[float, float]]:
+    """EASE's regularisation with the best NDCG@k on a validation split of `train` (the same
+    temporal split, applied to the train ratings); returns it and every value's NDCG."""
+    validation = temporal_split(train)
+    matrix = TrainMatrix.from_ratings(validation.train, movie_ids)
+    ndcg = {}
+    for ease_lambda in tqdm(EASE_LAMBDAS, desc="EASE: lambda on validation", disable=not progress):
+        recommendations = ease(matrix, validation.users, k, ease_lambda)
+        ndcg[ease_lambda] = metrics.summarise(recommendations, validation.relevant, validation.users, k)["ndcg"]
+    best = max(EASE_LAMBDAS, key=lambda value: (ndcg[value], -value))  # ties: the smaller lambda
+    return best, ndcg
 
 
 def _implicit_recommend(model, train: TrainMatrix, users: Sequence[int], k: int) -> dict[int, list[int]]:

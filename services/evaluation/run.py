@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from services.evaluation import baselines, metrics, report
 from services.evaluation.databases import EvalDatabases
-from services.evaluation.split import Split, describe, temporal_split
+from services.evaluation.split import TEST_SHARE, Split, describe, temporal_split
 from services.movielens_import import Movie, import_data, media_uuid, preferred_genres, read_movies, read_ratings
 from settings import DatabaseUrls
 
@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 BATCH_USERS = 50
 # The hybrid's genre-diversity settings evaluated, 0 (the default ranking) first.
 DIVERSITIES = (0.0, 0.25, 0.5, 1.0)
-BASELINE_NAMES = ("popularity", "seed_hybrid", "implicit_itemknn", "implicit_als")
+BASELINE_NAMES = ("popularity", "seed_hybrid", "implicit_itemknn", "implicit_als", "ease")
+# --users: every user, or only those with an odd or an even MovieLens id (a second sample).
+USER_SAMPLES = ("all", "odd", "even")
 
 
 def hybrid_name(diversity: float) -> str:
@@ -50,13 +52,37 @@ class Recommender(Protocol):
 Served = Callable[[DatabaseUrls], ContextManager[Recommender]]
 
 
-def evaluate(data_dir: Path, k: int, out_dir: Path | None, pgdata: Path, served: Served, progress: bool = True) -> dict:
-    """Run every model on `data_dir`'s split; print the table, write the report; returns metrics.json's content."""
+def evaluate(
+    data_dir: Path,
+    k: int,
+    out_dir: Path | None,
+    pgdata: Path,
+    served: Served,
+    progress: bool = True,
+    *,
+    test_share: float = TEST_SHARE,
+    user_sample: str = "all",
+    validation: bool = False,
+) -> dict:
+    """Run every model on `data_dir`'s split; print the table, write the report; returns metrics.json's content.
+
+    `test_share` of each user's newest ratings are held out; `user_sample` keeps every user or
+    only those with an odd or even id. With `validation` the test ratings are left out
+    altogether and the same split is cut again from the train ratings: the models are trained
+    on its train part and scored on its held-out part, so settings can be chosen without ever
+    looking at the test set.
+    """
     data_dir = Path(data_dir)
     movies = read_movies(data_dir / "movies.csv")
-    split = temporal_split(read_ratings(data_dir / "ratings.csv"))
+    ratings = read_ratings(data_dir / "ratings.csv")
+    if user_sample != "all":
+        ratings = ratings.subset(ratings.user % 2 == (1 if user_sample == "odd" else 0))
+    split = temporal_split(ratings, test_share)
+    if validation:
+        split = temporal_split(split.train, test_share)
     users = split.users
-    print(f"{data_dir.name}: {len(split.train)} train / {len(split.test)} test ratings, {len(users)} users evaluated")
+    scored_on = "validation" if validation else "test"
+    print(f"{data_dir.name}: {len(split.train)} train / {len(split.test)} {scored_on} ratings, {len(users)} users evaluated")
     recommendations: dict[str, dict[int, list[int]]] = {}
     seconds: dict[str, float] = {}
 
@@ -75,6 +101,8 @@ def evaluate(data_dir: Path, k: int, out_dir: Path | None, pgdata: Path, served:
     timed("seed_hybrid", lambda: baselines.seed_hybrid(train, genres, movies, users, k, progress))
     timed("implicit_itemknn", lambda: baselines.implicit_itemknn(train, users, k, progress))
     timed("implicit_als", lambda: baselines.implicit_als(train, users, k, progress))
+    ease_lambda, ease_validation = baselines.choose_ease_lambda(split.train, train.movie_ids, k, progress)
+    timed("ease", lambda: baselines.ease(train, users, k, ease_lambda))
 
     cold = split.cold_users
     movie_genres = {m.movie_id: frozenset(m.genres) for m in movies}
@@ -84,7 +112,13 @@ def evaluate(data_dir: Path, k: int, out_dir: Path | None, pgdata: Path, served:
         summary["ild"] = metrics.mean_intra_list_diversity(recommendations[name], movie_genres, slice_users, k)
         return summary
 
-    result = {"dataset": data_dir.name, "k": k, "protocol": describe(), "models": {}}
+    result = {
+        "dataset": data_dir.name,
+        "k": k,
+        "protocol": describe(test_share, user_sample, validation),
+        "ease_lambda": {"chosen": ease_lambda, "validation_ndcg": {f"{v:g}": round(n, 4) for v, n in ease_validation.items()}},
+        "models": {},
+    }
     for name in MODEL_NAMES:
         summary = summarise(name, users)
         summary["cold"] = summarise(name, cold)

@@ -54,11 +54,16 @@ def temporal_split(ratings: Ratings, test_share: float = TEST_SHARE) -> Split:
     return Split(train, test, {u: frozenset(m) for u, m in relevant.items()}, train_counts)
 
 
-def describe() -> str:
+def describe(test_share: float = TEST_SHARE, user_sample: str = "all", validation: bool = False) -> str:
     """The protocol in one sentence, for metrics.json and the report."""
+    users = "" if user_sample == "all" else f"only users with an {user_sample} id; "
+    again = (
+        "the test set is then set aside and the same split cut from the train ratings: the models are "
+        "scored on that validation set; " if validation else ""
+    )
     return (
-        f"per user, ratings sorted by timestamp; the last {TEST_SHARE:.0%} (rounded up) are the test set, "
-        f"the rest train; a test item is relevant when rated >= {LIKE_AT_LEAST:g}; only train data is "
+        f"{users}per user, ratings sorted by timestamp; the last {test_share:.0%} (rounded up) are the test set, "
+        f"the rest train; {again}a test item is relevant when rated >= {LIKE_AT_LEAST:g}; only train data is "
         "imported; items a user has in train are never recommended to them; users without a relevant "
         f"test item are skipped; cold slice: users with <= {COLD_AT_MOST} train interactions"
     )

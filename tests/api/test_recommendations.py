@@ -28,8 +28,10 @@ def test_a_user_with_history_gets_mostly_hybrid_items_they_have_not_seen(client,
     with psycopg.connect(movielens_urls.engagement) as conn:
         seen = {str(r[0]) for r in conn.execute("SELECT media_id FROM interaction WHERE user_id = %s", (user,))}
     assert not seen & {item["media_id"] for item in items}
+    weights = client.application.extensions["ml_service"].settings
     for item in items:
-        assert item["score"] == pytest.approx(0.4 * item["content_score"] + 0.6 * item["collaborative_score"], abs=1e-5)
+        blend = weights.content_weight * item["content_score"] + weights.collaborative_weight * item["collaborative_score"]
+        assert item["score"] == pytest.approx(blend, abs=1e-5)
 
 
 def test_responses_are_what_the_documented_schemas_dump(client):

@@ -7,7 +7,10 @@ import numpy as np
 import psycopg
 
 from ml_service.__main__ import main
+from services.evaluation.baselines import EASE_LAMBDAS
 from services.evaluation.run import DIVERSITIES, MODEL_NAMES, hybrid_name
+from services.evaluation.split import temporal_split
+from services.movielens_import import read_ratings
 
 GENRES = ["Action", "Comedy", "Drama", "Horror"]
 
@@ -42,6 +45,9 @@ def test_evaluate_runs_every_model_and_writes_the_report(tmp_path, pg_server, mo
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["dataset"] == "tiny" and metrics["k"] == 5 and "20%" in metrics["protocol"]
     assert list(metrics["models"]) == list(MODEL_NAMES)
+    # EASE's regularisation was chosen on a validation split of the train ratings
+    assert metrics["ease_lambda"]["chosen"] in EASE_LAMBDAS
+    assert sorted(map(float, metrics["ease_lambda"]["validation_ndcg"])) == sorted(EASE_LAMBDAS)
     for name, summary in metrics["models"].items():
         assert summary["users"] > 30, name
         for key in ("precision", "recall", "ndcg", "map", "ild", "user_coverage"):
@@ -78,3 +84,20 @@ def test_evaluate_imports_only_train_ratings(tmp_path, pg_server, monkeypatch):
     assert watches == expected
     # the newest rating of every user is held out, so the overall newest cannot be in train
     assert newest.replace(tzinfo=timezone.utc).timestamp() < ratings[:, 3].max()
+
+
+def test_evaluate_on_validation_never_imports_a_test_rating(tmp_path, pg_server, monkeypatch, capsys):
+    data = tmp_path / "tiny"
+    data.mkdir()
+    write_tiny_movielens(data, users=12)
+    monkeypatch.setenv("USER_DB_URL", pg_server.admin_url)
+    assert main(["evaluate", "--data", str(data), "--k", "3", "--validation", "--users", "odd", "--test-share", "0.3"]) == 0
+
+    ratings = read_ratings(data / "ratings.csv")
+    odd = ratings.subset(ratings.user % 2 == 1)
+    validation = temporal_split(temporal_split(odd, 0.3).train, 0.3)
+    first_line = capsys.readouterr().out.splitlines()[0]
+    assert f"{len(validation.train)} train / {len(validation.test)} validation ratings" in first_line
+    with psycopg.connect(pg_server.url_for("eval_engagement_db")) as conn:
+        imported = set(conn.execute("SELECT extract(epoch FROM \"timestamp\")::bigint FROM interaction").fetchall())
+    assert imported == {(int(t),) for t in validation.train.timestamp.tolist()}  # timestamps are unique per rating

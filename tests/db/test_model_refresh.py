@@ -13,7 +13,9 @@ from database.engagement_repository import EngagementRepository
 from database.model_repository import REFRESH_LOCK_KEY, ModelRepository, NoSuchModel, RefreshInProgress
 from database.pools import open_databases
 from database.schema import apply_schema
+from ml_service import jobs
 from services.refresh import Guard, ModelRejected, RefreshFailed, refresh
+from settings import Settings
 from tests.conftest import settings_for
 from tests.db.helpers import add_interactions, add_media, new_id
 
@@ -25,12 +27,20 @@ def databases(db_urls):
     databases.close()
 
 
-def run_refresh(databases, k=50, half_life_days=365.0, guard=Guard(), keep=3):
+def neighbour_settings(**changes):
+    """The production defaults (Settings), with `changes`."""
+    return dataclasses.replace(jobs.neighbour_settings(Settings.from_env(URLS)), **changes)
+
+
+URLS = {"USER_DB_URL": "x", "CATALOG_DB_URL": "x", "ENGAGEMENT_DB_URL": "x"}
+
+
+def run_refresh(databases, half_life_days=365.0, guard=Guard(), keep=3, **neighbours):
     return refresh(
         CatalogRepository(databases.catalog),
         EngagementRepository(databases.engagement),
         ModelRepository(databases.model),
-        neighbours_k=k,
+        neighbour_settings=neighbour_settings(**neighbours),
         half_life_days=half_life_days,
         progress=False,
         guard=guard,
@@ -64,7 +74,7 @@ def test_neighbours_are_cosine_similarities_of_positive_user_sets(db_urls, datab
             (u[2], m[2], "WATCH", 5.0), (u[2], m[0], "WATCH", 1.0), (u[2], m[0], "DISLIKE", 1.0),
         ],
     )
-    assert run_refresh(databases) == 1
+    assert run_refresh(databases, ease_media=0, user_damping=0.0, shrinkage=0.0) == 1
     model = ModelRepository(databases.model).load()
     # users(m0) = {u0, u1} (u2 disliked it), users(m1) = {u0, u1}, users(m2) = {u1, u2}
     assert neighbours_of(model, m[0]) == pytest.approx({m[1].bytes: 1.0, m[2].bytes: 0.5})
@@ -83,9 +93,34 @@ def test_neighbours_keep_the_top_k(db_urls, databases):
     rows = [(users[j], m[0], "WATCH", 4.0) for j in range(6)]
     rows += [(users[j], m[i], "WATCH", 4.0) for i in range(1, 6) for j in range(i)]
     add_interactions(db_urls, rows)
-    run_refresh(databases, k=2)
+    run_refresh(databases, k=2, ease_media=0)
     model = ModelRepository(databases.model).load()
     assert set(neighbours_of(model, m[0])) == {m[5].bytes, m[4].bytes}
+
+
+def test_by_default_neighbours_are_the_ease_weights_largest_in_magnitude(db_urls, databases):
+    m = [new_id() for _ in range(5)]
+    users = [new_id() for _ in range(8)]
+    for media in m:
+        add_media(db_urls, media)
+    liked = [(0, 1), (0, 2), (1, 2), (2, 3), (3, 0), (3, 1), (4, 1), (4, 2), (4, 3), (5, 0), (6, 4), (7, 0), (7, 4)]
+    watched = [(5, 1), (6, 2), (7, 3), (1, 0)]  # positive, but not liked: EASE learns from LIKEs only
+    add_interactions(db_urls, [(users[u], m[i], "LIKE", 4.0) for u, i in liked]
+                     + [(users[u], m[i], "WATCH", 4.0) for u, i in watched])
+    run_refresh(databases, k=2)
+    model = ModelRepository(databases.model).load()
+    # EASE's closed form on the binary user x media matrix of likes, in the model's (sorted id) order
+    order = [index_of(model, media) for media in m]
+    x = np.zeros((8, 5))
+    for u, i in liked:
+        x[u, order[i]] = 1.0
+    inverse = np.linalg.inv(x.T @ x + neighbour_settings().ease_lambda * np.eye(5))
+    weights = -inverse / np.diag(inverse)[None, :]
+    np.fill_diagonal(weights, 0.0)
+    for i, media in enumerate(m):
+        row = weights[order[i]]
+        expected = {bytes(model.media_ids[j]): row[j] for j in np.argsort(-np.abs(row))[:2] if row[j] != 0}
+        assert neighbours_of(model, media) == pytest.approx(expected, rel=1e-5), i
 
 
 def test_popularity_decays_with_age_from_the_newest_interaction(db_urls, databases):
@@ -212,7 +247,7 @@ def test_a_second_refresh_is_refused_at_once_naming_the_running_one(db_urls, dat
         with pytest.raises(RefreshFailed, match=r"another refresh or rollback is running: 'ml-service refresh "
                            r"\(host-a, pid 42\)' .*server pid \d+, connected since"):
             refresh(UnreadCatalog(), EngagementRepository(databases.engagement), ModelRepository(databases.model),
-                    neighbours_k=5, half_life_days=1.0, progress=False)
+                    neighbour_settings=neighbour_settings(), half_life_days=1.0, progress=False)
         with pytest.raises(RefreshInProgress):
             with ModelRepository(databases.model).refresh_lock():
                 pass

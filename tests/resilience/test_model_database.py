@@ -20,7 +20,7 @@ from database.model_repository import ModelRepository
 from database.pools import Unavailable, open_databases
 from database.schema import apply_schema
 from ml_service.app import build_runtime
-from ml_service.jobs import run_refresh
+from ml_service.jobs import neighbour_settings, run_refresh
 from services.refresh import RefreshFailed, refresh
 from settings import DatabaseUrls
 from tests.conftest import free_port, settings_for, start_gunicorn, wait_for_http
@@ -139,7 +139,7 @@ def test_engagement_db_dying_mid_refresh_fails_clearly_and_publishes_nothing(ser
                 CatalogRepository(databases.catalog),
                 DyingEngagement(databases.engagement, server_map["engagement"], when),
                 models,
-                neighbours_k=10,
+                neighbour_settings=neighbour_settings(settings_for(urls)),
                 half_life_days=365.0,
                 progress=False,
             )

@@ -24,7 +24,7 @@ def test_values_are_parsed_to_the_field_types():
 
 def test_defaults_are_the_documented_weights():
     settings = Settings.from_env(URLS)
-    assert (settings.content_weight, settings.collaborative_weight) == (0.4, 0.6)
+    assert (settings.content_weight, settings.collaborative_weight) == (0.1, 0.9)
 
 
 @pytest.mark.parametrize(

@@ -51,3 +51,35 @@ def test_implicit_models_return_k_unrated_movies_per_user():
 def test_users_without_train_ratings_still_get_popular_movies():
     recs = baselines.popularity(train_matrix(PAIRS), [99], 2)
     assert recs[99] == [6, 1]  # 1, 4 and 5 tie at 2 ratings: lowest id first
+
+
+def test_ease_ranks_unrated_movies_by_the_closed_form_from_liked_ratings_only():
+    rng = np.random.default_rng(2)
+    pairs = sorted({(int(u), int(m)) for u, m in zip(rng.integers(1, 30, 200), rng.integers(1, 20, 200))})
+    user, movie = (np.array(c, dtype=np.int64) for c in zip(*pairs))
+    rating = rng.choice([2.0, 3.0, 4.0, 5.0], len(user))
+    train = baselines.TrainMatrix.from_ratings(Ratings(user, movie, rating, np.arange(len(user))), list(range(1, 21)))
+    liked = np.zeros((len(train.user_ids), 20))
+    for u, m, r in zip(user.tolist(), movie.tolist(), rating.tolist()):
+        if r >= 4:
+            liked[train.rows_of([u])[0], m - 1] = 1.0
+    inverse = np.linalg.inv(liked.T @ liked + 10.0 * np.eye(20))
+    weights = -inverse / np.diag(inverse)[None, :]
+    np.fill_diagonal(weights, 0.0)
+    recs = baselines.ease(train, train.user_ids.tolist(), 5, 10.0)
+    for row, u in enumerate(train.user_ids.tolist()):
+        scores = liked[row] @ weights
+        rated = set(movie[user == u].tolist())
+        assert not rated & set(recs[u])
+        expected = sorted((m for m in range(1, 21) if m not in rated), key=lambda m: -scores[m - 1])[:5]
+        assert [round(scores[m - 1], 9) for m in recs[u]] == [round(scores[m - 1], 9) for m in expected], u
+
+
+def test_ease_lambda_is_chosen_on_a_validation_split_of_the_train_ratings():
+    rng = np.random.default_rng(3)
+    n = 3000
+    user, movie = rng.integers(1, 80, n), rng.integers(1, 60, n)
+    ratings = Ratings(user, movie, rng.choice([3.0, 4.0, 5.0], n), rng.permutation(n).astype(np.int64))
+    chosen, ndcg = baselines.choose_ease_lambda(ratings, list(range(1, 60)), 10)
+    assert set(ndcg) == set(baselines.EASE_LAMBDAS) and all(0 <= v <= 1 for v in ndcg.values())
+    assert ndcg[chosen] == max(ndcg.values())

@@ -22,7 +22,7 @@ from services.scoring import (
 from tests.unit.model_factory import make_history, make_media, make_model, media_uuid
 
 
-def rank(model, genres=(), history=None, count=10, weights=Weights(), history_weighting="centred"):
+def rank(model, genres=(), history=None, count=10, weights=Weights(0.4, 0.6), history_weighting="centred"):
     """history: media number -> positive value (0: disliked)."""
     signals = user_signals(model, genres, make_history(history or {}), history_weighting)
     return rank_for_user(model, signals, weights, count)
@@ -190,7 +190,7 @@ def test_ranking_equals_a_full_sort_of_the_whole_catalogue(seed):
     names = ["A", "B", "C", "D", "E"]
     genres = [list(rng.choice(names, size=rng.integers(0, 4), replace=False)) for _ in range(n)]
     neighbours = {
-        i: [(int(j), float(rng.choice([0.25, 0.5, 0.75, 1.0]))) for j in rng.choice(n, min(n, 6), replace=False) if j != i]
+        i: [(int(j), float(rng.choice([-0.5, -0.1, 0.25, 0.5, 0.75, 1.0]))) for j in rng.choice(n, min(n, 6), replace=False) if j != i]
         for i in range(n)
         if rng.random() < 0.8
     }
@@ -199,8 +199,8 @@ def test_ranking_equals_a_full_sort_of_the_whole_catalogue(seed):
         history = {int(i): float(rng.choice([0.0, 1.0, 2.0, 4.0])) for i in rng.choice(n, rng.integers(0, min(n, 60) + 1), replace=False)}
         user_genres = set(rng.choice(names + ["Unknown"], size=rng.integers(0, 4), replace=False))
         weights = [
-            Weights(), Weights(0.0, 1.0), Weights(1.0, 0.0), Weights(0.7, 0.3), Weights(2e-6, 1.0),
-            Weights(dislike=0.5), Weights(0.7, 0.3, dislike=3.0),
+            Weights(0.4, 0.6), Weights(0.0, 1.0), Weights(1.0, 0.0), Weights(0.7, 0.3), Weights(2e-6, 1.0),
+            Weights(0.4, 0.6, dislike=0.5), Weights(0.7, 0.3, dislike=3.0),
         ][int(rng.integers(0, 7))]
         count = int(rng.choice([1, 10, 30, n]))
         also_excluded = rng.choice(n, rng.integers(0, min(n, 20) + 1), replace=False)
@@ -257,7 +257,7 @@ def test_a_dislike_weight_lowers_the_neighbours_of_disliked_media():
     model = make_model([["Drama"], [], ["Drama"], ["Drama"]], [0, 0, 5, 1], neighbours={1: [(2, 1.0)]})
     # the user disliked media 1, whose neighbour is the popular media 2
     assert rank(model, genres={"Drama"}, history={1: 0.0}).media_idx.tolist() == [2, 3, 0]
-    lowered = rank(model, genres={"Drama"}, history={1: 0.0}, weights=Weights(dislike=0.5))
+    lowered = rank(model, genres={"Drama"}, history={1: 0.0}, weights=Weights(0.4, 0.6, dislike=0.5))
     assert lowered.media_idx.tolist() == [3, 0, 2]
     assert lowered.collaborative.tolist() == [0.0, 0.0, -1.0]  # scaled by the largest magnitude
     assert lowered.score.tolist() == pytest.approx([0.4, 0.4, -0.2])  # below the popular fill
@@ -276,6 +276,19 @@ def test_because_names_the_users_media_that_add_most_to_each_score():
     # the weights count: a strongly liked media leads
     weighted = user_signals(model, (), make_history({0: 1.0, 2: 2.0}), "raw")
     assert because(model, weighted, np.array([3]))[0] == [2, 0]  # 2 × 0.7 > 1 × 0.9
+
+
+def test_negative_weights_lower_scores_and_are_never_a_reason_or_a_similar_media():
+    genres = [["A"], ["A"], ["A"], ["A"], ["A"]]
+    # EASE keeps negative weights: fans of 0 go on to 2, not to 3
+    model = make_model(genres, [0, 0, 5, 9, 1], neighbours={0: [(2, 0.6), (3, -0.3)], 1: [(3, 0.2)]})
+    ranking = rank(model, genres={"A"}, history={0: 1.0, 1: 1.0}, weights=Weights(0.1, 0.9), history_weighting="raw")
+    assert ranking.media_idx.tolist() == [2, 4, 3]  # 3's sum is 0.2 - 0.3 < 0: after the genre match of 4
+    assert ranking.collaborative.tolist() == pytest.approx([1.0, 0.0, -0.1 / 0.6])
+    signals = user_signals(model, {"A"}, make_history({0: 1.0, 1: 1.0}), "raw")
+    assert because(model, signals, np.array([2, 3])) == [[0], [1]]  # 0 lowers 3: not a reason for it
+    media, is_neighbour = similar_media(model, 0, seed_genres(model, 0), 4, excluded=np.array([], dtype=np.int64))
+    assert media.tolist() == [2, 4, 1] and is_neighbour.tolist() == [True, False, False]  # never 3
 
 
 def test_similar_media_are_the_neighbours_then_popular_media_sharing_most_genres():
