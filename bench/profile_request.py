@@ -22,6 +22,20 @@ from services.recommendation_service import DELETED_SLACK
 from settings import Settings
 
 
+def _loaded_model(models, wait: float = 300.0):
+    """The serving model, once the loader has it (a large one takes longer than the app's boot wait)."""
+    from services.errors import ModelUnavailable
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return models.current()
+        except ModelUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print the median and p99 milliseconds of each stage."""
     parser = argparse.ArgumentParser(prog="python -m bench.profile_request")
@@ -33,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     client = app.test_client()
     runtime = app.extensions["ml_service"]
     service = runtime.recommender
-    model = runtime.models.current()
+    model = _loaded_model(runtime.models)
     with psycopg.connect(settings.databases.user) as conn:
         ids = [row[0] for row in conn.execute("SELECT user_id FROM user_preferences")]
     rng = random.Random(1)
