@@ -7,6 +7,7 @@ databases) when that is set.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import os
@@ -59,6 +60,27 @@ class Server:
     def drop_urls(self, prefix: str) -> None:
         for part in ("user", "catalog", "engagement"):
             self.drop_database(f"{prefix}_{part}")
+
+
+def pytest_collection_modifyitems(config, items):
+    unique_node_ids(items)
+
+
+def unique_node_ids(items) -> None:
+    """Give every test an id of its own.
+
+    pytest 9.2 builds a test's id from its function's name and its parametrize() ids only, so
+    schemathesis' tests, one per API operation named in the test's name, all share one id; and
+    pytest-xdist schedules tests by id: it would run one of them and drop the others without a
+    word. Such a test gets its name, operation included, as its id, and ids are checked unique.
+    """
+    counts = collections.Counter(item.nodeid for item in items)
+    for item in items:
+        if counts[item.nodeid] > 1 and item.nodeid.rsplit("::", 1)[-1] != item.name:
+            item._id = item.parent.id.child(item.name)
+    duplicated = sorted(nodeid for nodeid, n in collections.Counter(item.nodeid for item in items).items() if n > 1)
+    if duplicated:
+        raise pytest.UsageError(f"several tests share an id (pytest-xdist would run only one): {duplicated}")
 
 
 @pytest.fixture(scope="session")
