@@ -33,9 +33,12 @@ demo: setup
 # three minutes of mostly waiting, while the other runs the rest). Each run gets a temporary root
 # of its own: two runs at once (other checkouts on the same machine) must not delete each other's
 # PostgreSQL data directories. pytest's directories go in it, as --basetemp, short: PostgreSQL's
-# socket path, inside a test's directory, must stay under 108 bytes.
+# socket path, inside a test's directory, must stay under 108 bytes. Python may write its
+# bytecode caches (PYTHONDONTWRITEBYTECODE, set in these machines' environment, is unset): uv
+# installs without them, and every Gunicorn worker and command the tests start would compile
+# its imports again.
 test: setup test-tools
-	@tmp=$$(mktemp -d -t ml-service-test-XXXXXX); \
+	@unset PYTHONDONTWRITEBYTECODE; tmp=$$(mktemp -d -t ml-service-test-XXXXXX); \
 	TMPDIR=$$tmp $(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder --basetemp=$$tmp/t; \
 	rc=$$?; rm -rf $$tmp; exit $$rc
 
