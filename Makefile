@@ -28,12 +28,19 @@ PORT ?= 5000
 demo: setup
 	$(BIN)/python -m ml_service demo --port $(PORT) $(DEMO_ARGS)
 
-# pytest numbers its temporary directories per user and deletes all but the newest three, so
-# two runs at once (other checkouts on the same machine) would delete each other's PostgreSQL
-# data directory: each run gets a temporary root of its own.
+# Two pytest-xdist workers (the 2-core machine), a test file at a time each, in the order
+# collected (tests/conftest.py puts the fault matrix first: one worker stages its faults, about
+# three minutes of mostly waiting, while the other runs the rest). Each run gets a temporary root
+# of its own: two runs at once (other checkouts on the same machine) must not delete each other's
+# PostgreSQL data directories. pytest's directories go in it, as --basetemp, short: PostgreSQL's
+# socket path, inside a test's directory, must stay under 108 bytes. Python may write its
+# bytecode caches (PYTHONDONTWRITEBYTECODE, set in these machines' environment, is unset): uv
+# installs without them, and every Gunicorn worker and command the tests start would compile
+# its imports again.
 test: setup test-tools
-	@tmp=$$(mktemp -d -t ml-service-test-XXXXXX); \
-	TMPDIR=$$tmp $(BIN)/python -m pytest; rc=$$?; rm -rf $$tmp; exit $$rc
+	@unset PYTHONDONTWRITEBYTECODE; tmp=$$(mktemp -d -t ml-service-test-XXXXXX); \
+	TMPDIR=$$tmp $(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder --basetemp=$$tmp/t; \
+	rc=$$?; rm -rf $$tmp; exit $$rc
 
 # Load benchmark on the bundled ml-latest-small (embedded PostgreSQL in .bench/); writes bench/RESULTS.md.
 bench: setup

@@ -7,6 +7,7 @@ databases) when that is set.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import os
@@ -61,6 +62,34 @@ class Server:
             self.drop_database(f"{prefix}_{part}")
 
 
+# Run first: the fault matrix takes about three minutes, mostly waiting out its faults. With
+# pytest-xdist (make test: -n 2 --dist loadfile --no-loadscope-reorder) one worker stages it while
+# the other runs the rest, instead of it ending the run alone.
+RUN_FIRST = ("tests/faults/",)
+
+
+def pytest_collection_modifyitems(config, items):
+    unique_node_ids(items)
+    items.sort(key=lambda item: not item.nodeid.startswith(RUN_FIRST))  # stable: the rest keep their order
+
+
+def unique_node_ids(items) -> None:
+    """Give every test an id of its own.
+
+    pytest 9.2 builds a test's id from its function's name and its parametrize() ids only, so
+    schemathesis' tests, one per API operation named in the test's name, all share one id; and
+    pytest-xdist schedules tests by id: it would run one of them and drop the others without a
+    word. Such a test gets its name, operation included, as its id, and ids are checked unique.
+    """
+    counts = collections.Counter(item.nodeid for item in items)
+    for item in items:
+        if counts[item.nodeid] > 1 and item.nodeid.rsplit("::", 1)[-1] != item.name:
+            item._id = item.parent.id.child(item.name)
+    duplicated = sorted(nodeid for nodeid, n in collections.Counter(item.nodeid for item in items).items() if n > 1)
+    if duplicated:
+        raise pytest.UsageError(f"several tests share an id (pytest-xdist would run only one): {duplicated}")
+
+
 @pytest.fixture(scope="session")
 def pg_server(tmp_path_factory) -> Server:
     """The PostgreSQL server of this test run."""
@@ -71,6 +100,12 @@ def pg_server(tmp_path_factory) -> Server:
     from database.embedded import start_embedded
 
     server = start_embedded(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+    # A throwaway server: no fsync (which matters only when the machine itself goes down).
+    # DROP DATABASE forces a checkpoint, which otherwise syncs every file the test's databases
+    # wrote: 1-3 s per test that drops its databases, on this disk.
+    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+        conn.execute("ALTER SYSTEM SET fsync = off")
+        conn.execute("SELECT pg_reload_conf()")
     yield Server(server.get_uri(), server.get_uri)
     server.cleanup()
 

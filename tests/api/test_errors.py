@@ -2,7 +2,6 @@
 
 import json
 import re
-import uuid
 
 import pytest
 from marshmallow import Schema, ValidationError, fields
@@ -12,7 +11,8 @@ from ml_service.errors import MESSAGE_PROBLEMS, validation_details, validation_m
 from settings import DatabaseUrls
 from tests.conftest import ROOT, settings_for
 
-USER = str(uuid.uuid4())
+# A user nobody knows; fixed, not random: test ids name it, and pytest-xdist's workers must collect the same ids.
+USER = "5d0c7a4e-2b9f-4c31-8e6a-93f1d2b7c845"
 
 
 def error_of(response, status):

@@ -78,6 +78,9 @@ class Cluster:
 
     def _create_databases(self) -> None:
         with psycopg.connect(self.server.get_uri(), autocommit=True) as conn:
+            # A throwaway server, as the tests' main one (tests/conftest.py): no fsync.
+            conn.execute("ALTER SYSTEM SET fsync = off")
+            conn.execute("SELECT pg_reload_conf()")
             for name in DATABASES.values():
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         for name in DATABASES.values():

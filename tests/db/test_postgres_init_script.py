@@ -29,6 +29,10 @@ def test_the_init_script_creates_the_databases_with_the_schema_the_service_appli
 
     server = start_embedded(tmp_path / "data", cleanup_mode="delete")  # a fresh server: an empty volume
     try:
+        # A throwaway server, as the tests' main one (tests/conftest.py): no fsync.
+        with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+            conn.execute("ALTER SYSTEM SET fsync = off")
+            conn.execute("SELECT pg_reload_conf()")
         socket_dir = parse_qs(urlsplit(server.get_uri()).query)["host"][0]
         bin_dir = Path(pgserver.__file__).parent / "pginstall" / "bin"
         result = subprocess.run(

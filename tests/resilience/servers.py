@@ -15,6 +15,10 @@ class StoppableServer:
     def __init__(self, data_dir: Path, database: str) -> None:
         self._server = start_embedded(data_dir, cleanup_mode="delete")
         with psycopg.connect(self._server.get_uri(), autocommit=True) as conn:
+            # No fsync, as the tests' main server (tests/conftest.py): stopping is a clean
+            # shutdown, and each one's checkpoint synced every file (seconds when the disk is busy).
+            conn.execute("ALTER SYSTEM SET fsync = off")
+            conn.execute("SELECT pg_reload_conf()")
             conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(database)))
         self.url = self._server.get_uri(database)
 
