@@ -117,6 +117,10 @@ def main():
         res["seed_hybrid"] = metrics.summarise(baselines.seed_hybrid(tm, genres, movies, split.users, a.k), split.relevant, split.users, a.k)
         res["itemknn"] = metrics.summarise(baselines.implicit_itemknn(tm, split.users, a.k), split.relevant, split.users, a.k)
         res["als"] = metrics.summarise(baselines.implicit_als(tm, split.users, a.k), split.relevant, split.users, a.k)
+        ease_lambda, _ = baselines.choose_ease_lambda(split.train, tm.movie_ids, a.k)
+        res[f"ease({ease_lambda:g})"] = metrics.summarise(
+            baselines.ease(tm, split.users, a.k, ease_lambda), split.relevant, split.users, a.k
+        )
     for name, r in res.items():
         print(f"{name:12s} ndcg {r['ndcg']:.4f} prec {r['precision']:.4f} rec {r['recall']:.4f} map {r['map']:.4f} cov {r['catalog_coverage']} ucov {r['user_coverage']:.3f} n={r['users']}")
     print(f"hybrid time {dt:.1f}s")
