@@ -1,10 +1,11 @@
 # make demo: serve real recommendations on an embedded database.  make test: run every test.
+# make test-container: build the image and run the compose stack on a private Docker engine (root).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test-tools demo test bench bench-25m clean
+.PHONY: setup test-tools demo test container-tools test-container bench bench-25m clean
 
 # uv installs the pinned requirements in seconds where pip takes minutes (make test's budget is
 # 10 minutes); --native-tls trusts the system's certificates, as pip does.
@@ -42,6 +43,18 @@ test: setup test-tools
 	TMPDIR=$$tmp $(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder --basetemp=$$tmp/t; \
 	rc=$$?; rm -rf $$tmp; exit $$rc
 
+# The container deployment for real (tests/container): a private dockerd, stand-in base images
+# built from Debian's packages (no registry is reachable), the Dockerfile and docker-compose.yml
+# as they are. Installs Debian's docker.io and mmdebstrap when missing, and the compose v2 and
+# buildx plugins into .container-tools/. Leaves the host as it found it.
+container-tools:
+	@scripts/install-container-tools.sh
+
+test-container: setup container-tools
+	@unset PYTHONDONTWRITEBYTECODE; tmp=$$(mktemp -d -t ml-service-container-XXXXXX); \
+	TMPDIR=$$tmp $(BIN)/python -m pytest tests/container -s -p no:cacheprovider --basetemp=$$tmp/t; \
+	rc=$$?; rm -rf $$tmp; exit $$rc
+
 # Load benchmark on the bundled ml-latest-small (embedded PostgreSQL in .bench/); writes bench/RESULTS.md.
 bench: setup
 	$(BIN)/python -m bench.run --data movielens $(BENCH_ARGS)
@@ -52,4 +65,4 @@ bench-25m: setup
 	$(BIN)/python -m bench.run --data synthetic --pgdata $(BENCH_PGDATA) $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .demo .bench .pytest_cache
+	rm -rf $(VENV) .demo .bench .pytest_cache .container-tools

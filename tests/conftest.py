@@ -68,6 +68,17 @@ class Server:
 RUN_FIRST = ("tests/faults/",)
 
 
+CONTAINER_TESTS = ROOT / "tests" / "container"
+
+
+def pytest_ignore_collect(collection_path, config):
+    """tests/container runs only when named (make test-container): it needs root and a Docker engine."""
+    if collection_path == CONTAINER_TESTS:
+        named = (Path(arg.split("::")[0]).resolve() for arg in config.args)
+        return not any(path == CONTAINER_TESTS or CONTAINER_TESTS in path.parents for path in named)
+    return None
+
+
 def pytest_collection_modifyitems(config, items):
     unique_node_ids(items)
     items.sort(key=lambda item: not item.nodeid.startswith(RUN_FIRST))  # stable: the rest keep their order
