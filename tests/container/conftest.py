@@ -40,15 +40,16 @@ def pytest_terminal_summary(terminalreporter):
 
 
 class Docker:
-    """The docker client against the private engine, run in the project root."""
+    """The docker client against the private engine, run in `cwd` (the project root unless set)."""
 
     def __init__(self, engine: PrivateEngine, log: Path):
         self.engine = engine
         self.log = log
+        self.cwd = ROOT
 
     def __call__(self, *args: str, timeout: float = 600, check: bool = True) -> str:
         """Run `docker ARGS`; return stdout. Its output goes to the log too; a failure quotes it."""
-        result = subprocess.run(["docker", *args], cwd=ROOT, env=self.engine.env, capture_output=True,
+        result = subprocess.run(["docker", *args], cwd=self.cwd, env=self.engine.env, capture_output=True,
                                 text=True, timeout=timeout)
         with self.log.open("a") as log:
             log.write(f"$ docker {' '.join(args)}  -> {result.returncode}\n{result.stdout}{result.stderr}\n")

@@ -2,31 +2,57 @@
 
 The project's Dockerfile and docker-compose.yml are used as they are; only the two base images are
 stand-ins (standins.py), under their real names. The tests run in file order, as an adopter
-would: build, up, import and refresh, ask for recommendations, down.
+would: build, up, import and refresh, ask for recommendations, refresh on a schedule, down.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from services.movielens_import import user_uuid
-from tests.conftest import free_port
+from tests.conftest import ROOT, free_port
 from tests.container.conftest import phase
 
 UP_TIMEOUT = 300  # seconds: the service's health check starts after 30 s, then runs every 15 s
+REFRESH_TIMEOUT = 180  # seconds for the scheduler's first refresh of ml-latest-small
 ANSWER_TIMEOUT = 120  # seconds for the workers to load the published model (MODEL_RELOAD_INTERVAL)
 IMAGE_USER = "10001:10001"  # the Dockerfile's USER
 
 
+# The README's first step is `cp .env.example .env`, then change POSTGRES_PASSWORD. This one has
+# every character that means something in a URL, and " #" and "$", which .env takes literally
+# only in single quotes (README): the credentials must reach PostgreSQL and libpq intact.
+PASSWORD = "p@ss:w/rd #1%2F?x=$y"
+
+
+def adopters_checkout(target: Path) -> Path:
+    """The project's files as a clone has them (tracked and new, not ignored), plus the .env an
+    adopter makes from .env.example; a developer's own .env stays out of the test."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, listed):
+        if (ROOT / name).is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, target / name)  # keeps the init script executable
+    env = (ROOT / ".env.example").read_text()
+    assert "\nPOSTGRES_PASSWORD=change-me\n" in env
+    (target / ".env").write_text(env.replace("\nPOSTGRES_PASSWORD=change-me\n", f"\nPOSTGRES_PASSWORD='{PASSWORD}'\n"))
+    return target
+
+
 @pytest.fixture(scope="module")
-def compose(docker):
-    """`docker compose` of the project's compose file, the stack up; down -v at the end, whatever happened."""
+def compose(docker, tmp_path_factory):
+    """`docker compose` in an adopter's checkout, the stack up; down -v at the end, whatever happened."""
+    docker.cwd = adopters_checkout(tmp_path_factory.mktemp("checkout"))
     port = free_port()
-    docker.engine.env["ML_SERVICE_PORT"] = str(port)
+    docker.engine.env["ML_SERVICE_PORT"] = str(port)  # the environment wins over .env's 5000
 
     def compose(*args: str, timeout: float = 600) -> str:
         return docker("compose", *args, timeout=timeout)
@@ -39,7 +65,7 @@ def compose(docker):
     try:
         yield compose
     finally:
-        compose("down", "--volumes", "--remove-orphans")
+        compose("--profile", "scheduler", "down", "--volumes")
 
 
 def container(docker, service: str) -> dict:
@@ -64,6 +90,12 @@ def test_both_services_are_healthy_by_their_own_checks(docker, compose):
     assert service["State"]["Health"]["Status"] == "healthy"
     assert service["State"]["Health"]["Log"][-1]["ExitCode"] == 0
     assert container(docker, "postgres")["State"]["Health"]["Status"] == "healthy"
+
+
+def test_the_password_in_env_reaches_postgres_and_the_service_intact(docker, compose):
+    # The service's answers below then prove libpq authenticated with it, over TCP (scram-sha-256).
+    assert f"POSTGRES_PASSWORD={PASSWORD}" in container(docker, "postgres")["Config"]["Env"]
+    assert f"PGPASSWORD={PASSWORD}" in container(docker, "ml-service")["Config"]["Env"]
 
 
 def test_the_one_shot_job_imports_movielens_and_publishes_a_model(compose):
@@ -92,9 +124,23 @@ def test_the_service_answers_with_full_hybrid_recommendations(compose):
         assert json.load(response)["status"] == "ready"
 
 
+def test_the_refresh_scheduler_publishes_and_stops_when_asked(docker, compose):
+    with phase("refresh-scheduler: a refresh, then docker compose stop"):
+        compose("--profile", "scheduler", "up", "--detach", "refresh-scheduler")
+        deadline = time.monotonic() + REFRESH_TIMEOUT
+        while "published model version 2" not in compose("logs", "refresh-scheduler"):
+            assert time.monotonic() < deadline, compose("logs", "refresh-scheduler")
+            time.sleep(1)
+        compose("--profile", "scheduler", "stop", "refresh-scheduler")
+    state = container(docker, "refresh-scheduler")["State"]
+    # 137 (SIGKILL): SIGTERM did nothing and docker killed it when its stop timeout ran out.
+    assert state["ExitCode"] != 137, state
+
+
 def test_down_removes_the_stack(docker, compose):
     with phase("docker compose down --volumes"):
-        compose("down", "--volumes", "--remove-orphans")
+        # As the README says: without --profile, down leaves the scheduler's container behind.
+        compose("--profile", "scheduler", "down", "--volumes")
     assert docker("ps", "--all", "--quiet") == ""
     assert docker("volume", "ls", "--quiet") == ""
     assert set(docker("network", "ls", "--format", "{{.Name}}").split()) == {"bridge", "host", "none"}
