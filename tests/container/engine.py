@@ -19,6 +19,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -29,6 +30,9 @@ from pathlib import Path
 STATE_DIR = Path(os.environ.get("ML_SERVICE_CONTAINER_STATE", "/tmp/ml-service-container-test"))
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 60.0
+# The links dockerd makes: its default bridge, one bridge per network, a veth per container. Only
+# these are looked at: other tests on the machine (tests/faults) make links of their own.
+DOCKER_LINK = re.compile(r"docker0|br-[0-9a-f]{12}|veth[0-9a-f]{7}")
 FAMILIES = {"ipv4": ("iptables-save", "iptables-restore", "ip"), "ipv6": ("ip6tables-save", "ip6tables-restore", "ip6")}
 
 
@@ -51,7 +55,7 @@ def _tables(rules: str) -> set[str]:
 
 @dataclass
 class HostState:
-    """What dockerd changes on the host: links, iptables rules per family, IP forwarding, paths."""
+    """What dockerd changes on the host: its links, iptables rules per family, IP forwarding, paths."""
 
     links: list[str]
     rules: dict[str, str]
@@ -62,9 +66,9 @@ class HostState:
 
     @classmethod
     def capture(cls) -> HostState:
-        links = sorted(json.loads(run("ip", "-json", "link", "show")), key=lambda link: link["ifname"])
+        links = [link["ifname"] for link in json.loads(run("ip", "-json", "link", "show"))]
         return cls(
-            links=[link["ifname"] for link in links],
+            links=sorted(name for name in links if DOCKER_LINK.fullmatch(name)),
             rules={family: _rules(save) for family, (save, _, _) in FAMILIES.items()},
             ip_forward=Path("/proc/sys/net/ipv4/ip_forward").read_text().strip(),
             paths={path: os.path.exists(path) for path in cls.PATHS},
