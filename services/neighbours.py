@@ -65,23 +65,42 @@ def build(positive: sp.csr_matrix, liked: sp.csr_matrix, settings: NeighbourSett
     pairs: EASE on the `ease_media` most liked media, scaled cosine for the other engaged ones."""
     if liked.nnz == 0:
         liked = positive
-    likes = np.asarray(liked.sum(axis=0)).ravel()
-    engaged = np.flatnonzero(np.asarray(positive.sum(axis=0)).ravel() > 0)
     if settings.ease_media <= 0 or liked.nnz == 0:
         return cosine_neighbours(positive, settings.k, progress, settings.user_damping, settings.shrinkage)
-    # The most liked media, ties to the lower index (a stable sort), in index order.
-    head = np.sort(np.argsort(-likes, kind="stable")[: min(settings.ease_media, int(np.count_nonzero(likes)))])
+    head = head_media(np.asarray(liked.sum(axis=0)).ravel(), settings.ease_media)
     ease = ease_neighbours(liked, head, settings.k, settings.ease_lambda, progress)
+    engaged = np.flatnonzero(np.diff(positive.tocsc().indptr) > 0)
     tail = np.setdiff1d(engaged, head)
     if len(tail) == 0:
         return ease
     log.info("EASE covers %s media; cosine similarity for the other %s engaged media", len(head), len(tail))
-    sample = head[np.linspace(0, len(head) - 1, min(SCALE_SAMPLE, len(head))).astype(np.int64)]
+    sample = scale_sample(head)
     reference = cosine_neighbours(positive, settings.k, False, settings.user_damping, settings.shrinkage, rows=sample)
+    cosine = cosine_neighbours(positive, settings.k, progress, settings.user_damping, settings.shrinkage, rows=tail)
+    return with_tail(ease, cosine, scale_factor(ease, reference, sample))
+
+
+def head_media(likes: np.ndarray, ease_media: int) -> np.ndarray:
+    """The `ease_media` media with the most likes (`likes` per media index), ties to the lower
+    index (a stable sort), in index order: the media EASE covers."""
+    return np.sort(np.argsort(-likes, kind="stable")[: min(ease_media, int(np.count_nonzero(likes)))])
+
+
+def scale_sample(head: np.ndarray) -> np.ndarray:
+    """The EASE media (`SCALE_SAMPLE` of them, evenly spread) whose cosine neighbours are
+    compared with their EASE weights to put the tail on EASE's scale."""
+    return head[np.linspace(0, len(head) - 1, min(SCALE_SAMPLE, len(head))).astype(np.int64)]
+
+
+def scale_factor(ease: Table, reference: Table, sample: np.ndarray) -> float:
+    """EASE's positive weights of the `sample` media over their cosine similarities (`reference`)."""
     in_sample = np.isin(ease[0], sample) & (ease[2] > 0)
     cosine_total = float(reference[2].sum())
-    scale = float(ease[2][in_sample].sum()) / cosine_total if cosine_total > 0 else 1.0
-    cosine = cosine_neighbours(positive, settings.k, progress, settings.user_damping, settings.shrinkage, rows=tail)
+    return float(ease[2][in_sample].sum()) / cosine_total if cosine_total > 0 else 1.0
+
+
+def with_tail(ease: Table, cosine: Table, scale: float) -> Table:
+    """The EASE table followed by the tail's cosine neighbours times `scale`."""
     return (
         np.concatenate((ease[0], cosine[0])),
         np.concatenate((ease[1], cosine[1])),
@@ -92,32 +111,52 @@ def build(positive: sp.csr_matrix, liked: sp.csr_matrix, settings: NeighbourSett
 def ease_neighbours(matrix: sp.csr_matrix, media: np.ndarray, k: int, ease_lambda: float, progress: bool = True) -> Table:
     """The k EASE weights largest in magnitude of each of `media` (sorted model indices) among
     `media`, with X the columns `media` of `matrix` and regularisation `ease_lambda`."""
+    return strongest(ease_weights(co_occurrence(matrix, media, progress), ease_lambda), media, k, progress)
+
+
+def co_occurrence(matrix: sp.csr_matrix, media: np.ndarray, progress: bool = True) -> np.ndarray:
+    """XᵀX, dense float64, with X the columns `media` of the binary users × media `matrix`:
+    how many users have both media of each pair (the diagonal: each media's users)."""
     size = len(media)
     by_media = matrix[:, media].T.tocsr()  # media × users
     user_media = by_media.T.tocsr()
     gram = np.empty((size, size), dtype=np.float64)
-    block = max(1, BLOCK_CELLS // size)
+    block = max(1, BLOCK_CELLS // max(size, 1))
     for start in tqdm(range(0, size, block), desc="EASE: co-occurrence", unit=" blocks", disable=not progress):
         stop = min(start + block, size)
         gram[start:stop] = (by_media[start:stop] @ user_media).toarray()
-    del by_media, user_media
+    return gram
+
+
+def ease_weights(gram: np.ndarray, ease_lambda: float) -> np.ndarray:
+    """EASE's weights B = I - P · diag(1 / diag(P)), P = (XᵀX + λI)⁻¹, diagonal 0, from the
+    co-occurrence matrix XᵀX (float64, C order), computed in its memory (no copy is made)."""
+    size = len(gram)
     gram[np.diag_indices(size)] += ease_lambda
     log.info("EASE: inverting the %s x %s co-occurrence matrix", size, size)
-    inverse = inverse_in_place(gram)
-    diagonal = inverse.diagonal().copy()
+    weights = inverse_in_place(gram)
+    diagonal = weights.diagonal().copy()
+    block = max(1, BLOCK_CELLS // max(size, 1))
+    for start in range(0, size, block):
+        weights[start : start + block] /= -diagonal[None, :]
+    weights[np.diag_indices(size)] = 0.0  # a media is not its own neighbour
+    return weights
+
+
+def strongest(weights: np.ndarray, media: np.ndarray, k: int, progress: bool = True) -> Table:
+    """Per row of `weights` (rows and columns: `media`), the k weights largest in magnitude."""
+    size = len(media)
     keep = min(k, size - 1)
     if keep <= 0:
         return _empty()
+    block = max(1, BLOCK_CELLS // size)
     out_media, out_idx, out_weight = [], [], []
     for start in tqdm(range(0, size, block), desc="EASE: neighbours", unit=" blocks", disable=not progress):
-        stop = min(start + block, size)
-        weights = inverse[start:stop] / -diagonal[None, :]
-        rows = np.arange(stop - start)
-        weights[rows, rows + start] = 0.0  # a media is not its own neighbour
-        top = np.argpartition(-np.abs(weights), keep - 1, axis=1)[:, :keep]
-        top_weight = np.take_along_axis(weights, top, axis=1)
+        rows = weights[start : start + block]
+        top = np.argpartition(-np.abs(rows), keep - 1, axis=1)[:, :keep]
+        top_weight = np.take_along_axis(rows, top, axis=1)
         nonzero = top_weight != 0
-        out_media.append(np.repeat(media[start:stop], keep).reshape(-1, keep)[nonzero].astype(np.int32))
+        out_media.append(np.repeat(media[start : start + block], keep).reshape(-1, keep)[nonzero].astype(np.int32))
         out_idx.append(media[top[nonzero]].astype(np.int32))
         out_weight.append(top_weight[nonzero].astype(np.float32))
     return np.concatenate(out_media), np.concatenate(out_idx), np.concatenate(out_weight)

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from services.evaluation import metrics
 from services.evaluation.split import temporal_split
 from services.movielens_import import LIKE_AT_LEAST, Movie, Ratings
-from services.neighbours import inverse_in_place
+from services.neighbours import ease_weights
 
 ITEMKNN_K = 100
 ALS = {"factors": 64, "regularization": 0.05, "iterations": 15, "random_state": 0}
@@ -158,11 +158,7 @@ def ease(train: TrainMatrix, users: Sequence[int], k: int, ease_lambda: float) -
     """Full EASE with regularisation `ease_lambda`: score = the user's liked row @ B, with
     B = I - P · diag(1 / diag(P)), P = (XᵀX + λI)⁻¹, diagonal 0 (X: train.liked)."""
     liked = train.liked
-    gram = (liked.T @ liked).toarray().astype(np.float64)
-    gram[np.diag_indices_from(gram)] += ease_lambda
-    weights = inverse_in_place(gram)
-    weights /= -weights.diagonal().copy()[None, :]
-    weights[np.diag_indices_from(weights)] = 0.0
+    weights = ease_weights((liked.T @ liked).toarray().astype(np.float64), ease_lambda)
     counts = np.asarray(train.matrix.sum(axis=0)).ravel()
 
     def scores(rows: np.ndarray) -> np.ndarray:
