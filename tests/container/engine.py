@@ -137,7 +137,12 @@ class PrivateEngine:
         self._lock = open(self.dir.parent / f"{self.dir.name}.lock", "w")
         fcntl.flock(self._lock, fcntl.LOCK_EX)
         self._recover()
-        HostState.capture().save(self._record)
+        before = HostState.capture()
+        if "docker0" in before.links:
+            self._lock.close()
+            raise RuntimeError("another Docker engine runs here (docker0 exists): stop it first; "
+                               "the test's engine needs the default bridge and the iptables chains to itself")
+        before.save(self._record)
         for name in ("data", "exec", "config"):
             (self.dir / name).mkdir(exist_ok=True)
         (self.dir / "config" / "cli-plugins").mkdir(exist_ok=True)
