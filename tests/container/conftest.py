@@ -59,7 +59,7 @@ class Docker:
         return result.stdout
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def docker():
     """A private dockerd with the stand-in base images; on exit the host is checked to be as before."""
     plugins = TOOLS / "cli-plugins"
