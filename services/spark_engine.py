@@ -233,21 +233,26 @@ class SparkRead:
             .select("user_id", "m", positive.alias("positive"), (positive & (F.col("liked") == 1)).alias("liked"), "newest")
             .persist(StorageLevel.MEMORY_AND_DISK)
         )
-        newest = self.pairs.agg(
-            F.max("newest").alias("newest"), F.max(F.when(F.col("positive"), F.col("newest"))).alias("newest_positive")
-        ).collect()[0]
-        self.newest = None if newest["newest"] is None else int(newest["newest"])
-        self._newest_positive = None if newest["newest_positive"] is None else int(newest["newest_positive"])
+        # One pass for every per-media number; the newest interactions are their maxima.
         per_media = _arrays(
             self.pairs.groupBy("m").agg(
-                F.sum(F.col("liked").cast("long")).alias("likes"), F.sum(F.col("positive").cast("long")).alias("positives")
+                F.sum(F.col("liked").cast("long")).alias("likes"),
+                F.sum(F.col("positive").cast("long")).alias("positives"),
+                F.max("newest").alias("newest"),
+                F.coalesce(F.max(F.when(F.col("positive"), F.col("newest"))), F.lit(-(2**63))).alias(
+                    "newest_positive"
+                ),
             )
         )
         self.likes = np.zeros(self.media_count, dtype=np.int64)
         self.positives = np.zeros(self.media_count, dtype=np.int64)
+        self.newest = self._newest_positive = None
         if len(per_media.get("m", ())):
             self.likes[per_media["m"]] = per_media["likes"]
             self.positives[per_media["m"]] = per_media["positives"]
+            self.newest = int(per_media["newest"].max())
+            if self.positives.any():
+                self._newest_positive = int(per_media["newest_positive"].max())
         per_pair.unpersist()
 
     def popularity(self, half_life_days: float) -> np.ndarray:
@@ -296,11 +301,11 @@ class SparkSums:
         from pyspark.sql import functions as F
 
         liked = self._read.pairs.where(F.col(self._liked_column)).select("user_id", "m").join(self._indices(head), "m")
-        lists = liked.groupBy("user_id").agg(F.collect_list("m").alias("ms"))
+        lists = liked.groupBy("user_id").agg(F.array_sort(F.collect_list("m")).alias("ms"))
+        # Each pair i < j once (XᵀX is symmetric): i at position p with every media after it.
         pair_counts = (
-            lists.select(F.explode("ms").alias("i"), "ms")
-            .select("i", F.explode("ms").alias("j"))
-            .where(F.col("i") < F.col("j"))
+            lists.select(F.posexplode("ms").alias("p", "i"), "ms")
+            .select("i", F.explode(F.expr("slice(ms, p + 2, size(ms) - p - 1)")).alias("j"))
             .groupBy("i", "j")
             .count()
         )

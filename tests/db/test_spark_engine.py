@@ -12,7 +12,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import psycopg
@@ -77,35 +76,34 @@ def spark():
     session.stop()
 
 
-def build(urls, engine_for, **overrides):
-    """(media ids, counts, popularity, table) as the refresh builds them with the engine
-    `engine_for(engagement repository, settings)`, without publishing."""
-    settings = settings_for(urls, **overrides)
+def published(settings, engine=None):
+    """The model jobs.run_refresh publishes with `engine` (default: numpy), as the service loads it."""
+    version = jobs.run_refresh(settings, engine=engine)
     with jobs.offline_databases(settings, "test") as databases:
-        live = CatalogRepository(databases.catalog).live_media()
-        engine = engine_for(EngagementRepository(databases.engagement, InteractionWeights.of(settings)), settings)
-        read = engine.read(live.ids, False)
-        popularity = read.popularity(settings.popularity_half_life_days)
-        nb_settings = jobs.neighbour_settings(settings)
-        table = neighbours.assemble(read.sums(nb_settings), nb_settings, False)
-    counts = (read.interactions_count, read.users_count, read.newest)
-    return live.ids, counts, popularity, table
+        model = ModelRepository(databases.model).load()
+    assert model.info.version == version
+    return model
 
 
-def by_row(table):
+def by_row(model):
+    """{media index: {neighbour index: weight}} of a loaded model."""
+    counts = np.diff(model.neighbour_indptr)
+    media = np.repeat(np.arange(len(counts)), counts)
     rows: dict[int, dict[int, float]] = {}
-    for m, j, w in zip(*(part.tolist() for part in table)):
+    for m, j, w in zip(media.tolist(), model.neighbour_idx.tolist(), model.neighbour_similarity.tolist()):
         rows.setdefault(m, {})[j] = w
     return rows
 
 
-def assert_same_model(numpy_model, spark_model, k):
-    ids, counts, popularity, table = numpy_model
-    spark_ids, spark_counts, spark_popularity, spark_table = spark_model
-    assert np.array_equal(ids, spark_ids)
-    assert counts == spark_counts
-    np.testing.assert_allclose(spark_popularity, popularity, rtol=1e-6, atol=0)
-    expected, got = by_row(table), by_row(spark_table)
+def assert_same_model(expected_model, model, k):
+    """The same media, counts and popularity (1e-6 relative); per media the same number of
+    neighbours, every one above the k-th weight in both, the others tied at the k-th, and the
+    weights of the neighbours in both within 1e-9. Returns (weights compared, largest difference)."""
+    assert np.array_equal(model.media_ids, expected_model.media_ids)
+    for count in ("interactions_count", "users_count", "media_count", "neighbours_count", "newest_interaction"):
+        assert getattr(model.info, count) == getattr(expected_model.info, count), count
+    np.testing.assert_allclose(model.popularity, expected_model.popularity, rtol=1e-6, atol=0)
+    expected, got = by_row(expected_model), by_row(model)
     assert expected.keys() == got.keys()
     compared = 0
     worst = 0.0
@@ -114,19 +112,17 @@ def assert_same_model(numpy_model, spark_model, k):
         assert len(spark_neighbours) == len(neighbours_of), media
         if len(neighbours_of) < k:  # every neighbour with a weight: no tie left any out
             assert spark_neighbours.keys() == neighbours_of.keys(), media
-            clear = neighbours_of.keys()
-        else:  # ties at the k-th weight may keep either: only those clearly above it
+            kth = None
+        else:  # ties at the k-th weight may keep either
             kth = min(abs(w) for w in neighbours_of.values())
-            clear = {j for j, w in neighbours_of.items() if abs(w) > kth + 1e-9}
-            kth_spark = min(abs(w) for w in spark_neighbours.values())
-            assert abs(kth - kth_spark) <= 1e-9, media
-        for j in clear:
-            assert j in spark_neighbours, (media, j)
-        for j in neighbours_of.keys() - spark_neighbours.keys():  # another of the tied at the k-th weight
-            assert abs(abs(neighbours_of[j]) - kth) <= 1e-9, (media, j)
+            assert abs(kth - min(abs(w) for w in spark_neighbours.values())) <= 1e-9, media
+            for j, w in neighbours_of.items():
+                if abs(w) > kth + 1e-9:
+                    assert j in spark_neighbours, (media, j)
+            for j in neighbours_of.keys() - spark_neighbours.keys():  # another of those tied at the k-th
+                assert abs(abs(neighbours_of[j]) - kth) <= 1e-9, (media, j)
         for j in neighbours_of.keys() & spark_neighbours.keys():
-            difference = abs(neighbours_of[j] - spark_neighbours[j])
-            worst = max(worst, difference)
+            worst = max(worst, abs(neighbours_of[j] - spark_neighbours[j]))
             compared += 1
     assert worst <= 1e-9, worst
     return compared, worst
@@ -134,56 +130,46 @@ def assert_same_model(numpy_model, spark_model, k):
 
 @pytest.fixture(scope="module")
 def numpy_model(urls):
-    return build(urls, lambda engagement, settings: NumpyEngine(engagement))
+    return published(settings_for(urls))
 
 
-def test_spark_over_jdbc_builds_the_numpy_model(urls, spark, numpy_model):
+def test_spark_over_jdbc_publishes_the_numpy_model(urls, spark, numpy_model):
+    """refresh --engine spark as the command runs it (jobs.spark_engine, jobs.run_refresh), the
+    interactions read over JDBC in 3 ranges of id: the model published is numpy's."""
+    settings = settings_for(urls)
     started = time.perf_counter()
-    model = build(
-        urls,
-        lambda engagement, settings: spark_engine.SparkEngine(
-            spark, spark_engine.JdbcSource(urls.engagement, partitions=3), InteractionWeights.of(settings)
-        ),
-    )
-    print(f"spark build over JDBC: {time.perf_counter() - started:.1f} s")
-    # EASE on the most liked media and damped cosine for the tail, both present
-    assert len(np.unique(numpy_model[3][0])) > 8_000
-    compared, worst = assert_same_model(numpy_model, model, k=settings_for(urls).neighbours_k)
-    print(f"{compared} of {len(model[3][0])} neighbour weights in both (the others tied at the k-th), "
+    with jobs.spark_engine(settings, spark=spark) as engine:
+        engine.source = spark_engine.JdbcSource(urls.engagement, partitions=3)
+        model = published(settings, engine)
+    print(f"spark refresh over JDBC: {time.perf_counter() - started:.1f} s")
+    assert model.info.version == numpy_model.info.version + 1
+    # EASE on the most liked media, damped cosine for the tail: both are compared
+    assert len(model.media_ids) > 9_000 and len(model.neighbour_idx) > 800_000
+    compared, worst = assert_same_model(numpy_model, model, k=settings.neighbours_k)
+    print(f"{compared} of {len(model.neighbour_idx)} neighbour weights in both (the others tied at the k-th), "
           f"largest difference {worst:.2e}")
 
 
-def test_spark_from_a_parquet_snapshot_builds_the_numpy_model(urls, spark, numpy_model, tmp_path):
+def test_a_parquet_snapshot_reads_as_the_database(urls, spark, tmp_path):
+    """--source parquet: a snapshot of the interaction table (written by Spark from JDBC) gives
+    the numpy engine's counts, per-media likes and positive users, and popularity; the rest of
+    the build is the JDBC test's."""
     jdbc_url, properties = spark_engine.jdbc_options(urls.engagement)
     snapshot = str(tmp_path / "interaction.parquet")
     spark.read.jdbc(jdbc_url, "interaction", properties={**properties, "preferTimestampNTZ": "true"}).write.parquet(snapshot)
-    model = build(
-        urls,
-        lambda engagement, settings: spark_engine.SparkEngine(
-            spark, spark_engine.ParquetSource(snapshot), InteractionWeights.of(settings)
-        ),
-    )
-    assert_same_model(numpy_model, model, k=settings_for(urls).neighbours_k)
-
-
-def test_the_spark_refresh_publishes_through_the_guarded_path(urls, spark, tcp_server, numpy_model):
-    """jobs.run_refresh with the Spark engine: the model published, its counts those of numpy's."""
-    prefix = "spark_publish"
-    publish_urls = tcp_server.create_urls(prefix, template_prefix="spark")
-    try:
-        settings = settings_for(publish_urls)
-        with jobs.spark_engine(settings, spark=spark) as engine:
-            version = jobs.run_refresh(settings, engine=engine)
-        with jobs.offline_databases(settings, "test") as databases:
-            model = ModelRepository(databases.model).load()
-            builds, serving = ModelRepository(databases.model).builds()
-        assert serving == version
-    finally:
-        tcp_server.drop_urls(prefix)
-    interactions, users, newest = numpy_model[1]
-    assert (builds[0].interactions_count, builds[0].users_count) == (interactions, users) == (builds[0].interactions_count, 610)
-    assert np.array_equal(model.media_ids, numpy_model[0])
-    assert len(model.neighbour_idx) == len(numpy_model[3][1])
+    settings = settings_for(urls)
+    weights = InteractionWeights.of(settings)
+    with jobs.offline_databases(settings, "test") as databases:
+        ids = CatalogRepository(databases.catalog).live_media().ids
+        expected = NumpyEngine(EngagementRepository(databases.engagement, weights)).read(ids, False)
+    read = spark_engine.SparkEngine(spark, spark_engine.ParquetSource(snapshot), weights).read(ids, False)
+    assert (read.interactions_count, read.users_count, read.newest) == (
+        expected.interactions_count, expected.users_count, expected.newest)
+    interactions = expected.interactions
+    assert np.array_equal(read.likes, np.bincount(interactions.media[interactions.liked], minlength=len(ids)))
+    assert np.array_equal(read.positives, np.bincount(interactions.media[interactions.positive], minlength=len(ids)))
+    half_life = settings.popularity_half_life_days
+    np.testing.assert_allclose(read.popularity(half_life), expected.popularity(half_life), rtol=1e-6, atol=0)
 
 
 def run_cli(*args, **env):
@@ -196,7 +182,7 @@ def run_cli(*args, **env):
 def test_command_line_failures_are_one_line(urls):
     env = database_env(urls)
     cases = [
-        (("--source", "parquet"), "--source parquet needs the snapshot's PATH"),
+        (("--engine", "spark", "--source", "parquet"), "--source parquet needs the snapshot's PATH"),
         (("--engine", "spark", "--source", "parquet", "/nonexistent/x.parquet"), "does not exist"),
         (("--master", "local[1]"), "are for --engine spark"),
     ]
