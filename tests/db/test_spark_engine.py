@@ -209,3 +209,9 @@ def test_jdbc_options_from_a_libpq_url():
     assert properties["user"] == "svc" and properties["password"] == "pw"
     with pytest.raises(RefreshFailed, match="Unix socket"):
         spark_engine.jdbc_options("postgresql://u@/db?host=/run/postgresql", environ={})
+
+
+def test_without_pyspark_the_command_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyspark.sql", None)  # import pyspark.sql raises ImportError
+    with pytest.raises(RefreshFailed, match=r"^pyspark is not installed: pip install -r requirements-spark.txt$"):
+        spark_engine.start_session("local[1]")
