@@ -58,6 +58,7 @@ def start_session(master: str = "local[*]", jdbc_jar: str = JDBC_JAR):
         raise RefreshFailed(
             f"the PostgreSQL JDBC driver {jdbc_jar} is missing (Debian: apt-get install libpostgresql-jdbc-java)"
         )
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # its INFO lines say only that it connects and closes
     with spark_step(f"starting Spark on {master}"):
         return (
             SparkSession.builder.master(master)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import uuid
 
 import numpy as np
 import psycopg
@@ -215,3 +216,17 @@ def test_without_pyspark_the_command_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "pyspark.sql", None)  # import pyspark.sql raises ImportError
     with pytest.raises(RefreshFailed, match=r"^pyspark is not installed: pip install -r requirements-spark.txt$"):
         spark_engine.start_session("local[1]")
+
+
+def test_no_interactions_build_an_empty_table(spark, tmp_path):
+    """An empty interaction table: no counts, zero popularity, no neighbours (as numpy)."""
+    empty = str(tmp_path / "empty.parquet")
+    spark.createDataFrame(
+        [], "id long, user_id string, media_id string, type string, interaction_value double, timestamp timestamp_ntz"
+    ).write.parquet(empty)
+    ids = np.frombuffer(b"".join(uuid.UUID(int=n).bytes for n in (1, 2, 3)), dtype="V16")
+    read = spark_engine.SparkEngine(spark, spark_engine.ParquetSource(empty), InteractionWeights()).read(ids, False)
+    assert (read.interactions_count, read.users_count, read.newest) == (0, 0, None)
+    assert np.array_equal(read.popularity(365.0), np.zeros(3, np.float32))
+    settings = jobs.neighbour_settings(settings_for(None))
+    assert all(len(part) == 0 for part in neighbours.assemble(read.sums(settings), settings, False))
