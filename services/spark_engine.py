@@ -23,6 +23,7 @@ machine (Debian: libpostgresql-jdbc-java), given to Spark as `spark.jars`.
 from __future__ import annotations
 
 import contextlib
+import getpass
 import logging
 import os
 import socket
@@ -85,6 +86,14 @@ def spark_step(what: str):
         raise RefreshFailed(f"{what} failed: {_first_line(str(error))}; nothing was published") from error
 
 
+def _login() -> str:
+    """libpq's default user: the operating system's user name."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""
+
+
 def _first_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return lines[0] if lines else "unknown error"
@@ -112,7 +121,7 @@ def jdbc_options(url: str, environ=os.environ) -> tuple[str, dict[str, str]]:
     if "," in host:
         raise RefreshFailed("--source jdbc takes one host in ENGAGEMENT_DB_URL")
     port = value("port", "PGPORT", "5432")
-    user = value("user", "PGUSER", os.environ.get("USER", ""))
+    user = value("user", "PGUSER") or _login()
     database = value("dbname", "PGDATABASE", user)
     address = f"[{host}]" if ":" in host else host
     properties = {"driver": JDBC_DRIVER, "user": user or ""}
