@@ -47,6 +47,9 @@ def tcp_server(tmp_path_factory):
            user=server.system_user, timeout=120)
     admin = f"postgresql://postgres@127.0.0.1:{port}/postgres"
     yield Server(admin, lambda name: psycopg.conninfo.make_conninfo(admin, dbname=name))
+    # pgserver knows the server it started, not the one pg_ctl restarted: stop that one first,
+    # or cleanup deletes the data directory under a running server.
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user, timeout=60)
     server.cleanup()
 
 
