@@ -234,7 +234,6 @@ class SparkRead:
             (F.unix_micros(F.max(F.col("timestamp")).cast("timestamp")) - F.lit(POSTGRES_EPOCH_MICROS)).alias("newest"),
             F.count(F.lit(1)).alias("interactions"),
         ).persist(StorageLevel.MEMORY_AND_DISK)
-        self._per_pair = per_pair
         totals = per_pair.agg(F.sum("interactions").alias("n"), F.countDistinct("user_id").alias("users")).collect()[0]
         self.interactions_count = int(totals["n"] or 0)
         self.users_count = int(totals["users"] or 0)
