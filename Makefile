@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 # 10 minutes); --native-tls trusts the system's certificates, as pip does.
 UV_VERSION := 0.13.9
 
-$(STAMP): requirements.txt requirements-dev.txt requirements-eval.txt requirements-bench.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-eval.txt requirements-bench.txt requirements-spark.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
@@ -20,7 +20,8 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-eval.txt requiremen
 
 setup: $(STAMP)
 
-# Java, Node.js and Chromium for the client and docs-page tests, and the fault tests' network tools (installed when missing).
+# Java, Node.js and Chromium for the client and docs-page tests, the fault tests' network tools and the
+# PostgreSQL JDBC driver for the Spark refresh's test (installed when missing).
 test-tools:
 	@scripts/install-test-tools.sh
 

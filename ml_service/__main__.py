@@ -117,13 +117,33 @@ def generate_synthetic(users: int, media: int, interactions: int, seed: int, rep
 @click.option(
     "--force", is_flag=True, help="Publish even a model with no media, or one that shrank more than MODEL_MAX_SHRINK."
 )
-def refresh(force: bool) -> None:
+@click.option("--engine", type=click.Choice(["numpy", "spark"]), default="numpy", show_default=True,
+              help="Build in this process (numpy) or on Apache Spark (requirements-spark.txt); the same model.")
+@click.option("--master", help="Spark master URL (--engine spark; default local[*]: this machine's cores).")
+@click.option("--source", type=click.Choice(["jdbc", "parquet"]),
+              help="--engine spark reads engagement_db's interactions over JDBC (the default), "
+                   "or a Parquet snapshot of the interaction table: --source parquet PATH.")
+@click.argument("path", required=False)
+def refresh(force: bool, engine: str, master: str | None, source: str | None, path: str | None) -> None:
     """Rebuild the neighbours and popularity and publish them as a new model version."""
-    from ml_service.jobs import run_refresh
+    from ml_service.jobs import run_refresh, spark_engine
     from services.refresh import RefreshFailed
 
+    if engine == "numpy" and (master or source or path):
+        raise click.UsageError("--master, --source and PATH are for --engine spark")
+    if source == "parquet" and not path:
+        raise click.UsageError("--source parquet needs the snapshot's PATH")
+    if path and source != "parquet":
+        raise click.UsageError(f"unexpected argument {path!r} (a PATH goes with --source parquet)")
+    if path and "://" not in path and not Path(path).exists():
+        raise Misconfigured(f"{path} does not exist (--source parquet PATH: a Parquet snapshot of the interaction table)")
+    config = settings()
     try:
-        version = run_refresh(settings(), progress=show_progress(), force=force)
+        if engine == "spark":
+            with spark_engine(config, master or "local[*]", parquet=path) as spark:
+                version = run_refresh(config, progress=show_progress(), force=force, engine=spark)
+        else:
+            version = run_refresh(config, progress=show_progress(), force=force)
     except RefreshFailed as error:
         raise Failed(str(error)) from None
     click.echo(f"published model version {version}")

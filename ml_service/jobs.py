@@ -51,9 +51,11 @@ def init_db(urls: DatabaseUrls, sources: bool = False) -> list[str]:
     return apply_schema(urls, sources=sources)
 
 
-def run_refresh(settings: Settings, progress: bool = False, force: bool = False) -> int:
+def run_refresh(settings: Settings, progress: bool = False, force: bool = False,
+                engine: refresh_job.Engine | None = None) -> int:
     """Build and publish a model with the databases in `settings`; returns its version.
 
+    `engine` reads and sums the interactions (default: in this process; `spark_engine`).
     Raises services.refresh.RefreshFailed (or its ModelRejected) when nothing was published.
     """
     with offline_databases(settings, "refresh") as databases:
@@ -66,7 +68,31 @@ def run_refresh(settings: Settings, progress: bool = False, force: bool = False)
             progress=progress,
             guard=refresh_job.Guard(max_shrink=settings.model_max_shrink, force=force),
             keep=settings.model_keep,
+            engine=engine,
         )
+
+
+@contextlib.contextmanager
+def spark_engine(settings: Settings, master: str = "local[*]", parquet: str | None = None, spark=None):
+    """The refresh's Spark engine (services/spark_engine.py): the interactions of ENGAGEMENT_DB_URL
+    over JDBC, or of the Parquet snapshot `parquet`; a SparkSession on `master` started (before
+    the refresh takes its lock) and stopped at the end, unless `spark` gives one.
+
+    Raises RefreshFailed when pyspark or the JDBC driver is missing or Spark does not start.
+    """
+    from services import spark_engine as engines
+
+    if parquet:
+        source = engines.ParquetSource(parquet)
+    else:
+        engines.jdbc_options(settings.databases.engagement)  # a URL JDBC cannot use fails before Spark starts
+        source = engines.JdbcSource(settings.databases.engagement)
+    session = spark if spark is not None else engines.start_session(master)
+    try:
+        yield engines.SparkEngine(session, source, InteractionWeights.of(settings))
+    finally:
+        if spark is None:
+            session.stop()
 
 
 def neighbour_settings(settings: Settings) -> neighbours.NeighbourSettings:

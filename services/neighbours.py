@@ -20,7 +20,9 @@ collaborative model a request needs. It is filled two ways:
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import scipy.linalg
@@ -63,21 +65,69 @@ def binary_matrix(user: np.ndarray, media: np.ndarray, users_count: int, media_c
 def build(positive: sp.csr_matrix, liked: sp.csr_matrix, settings: NeighbourSettings, progress: bool = True) -> Table:
     """The neighbour table from the binary users × media matrices of positive and of liked
     pairs: EASE on the `ease_media` most liked media, scaled cosine for the other engaged ones."""
-    if liked.nnz == 0:
-        liked = positive
-    if settings.ease_media <= 0 or liked.nnz == 0:
-        return cosine_neighbours(positive, settings.k, progress, settings.user_damping, settings.shrinkage)
-    head = head_media(np.asarray(liked.sum(axis=0)).ravel(), settings.ease_media)
-    ease = ease_neighbours(liked, head, settings.k, settings.ease_lambda, progress)
-    engaged = np.flatnonzero(np.diff(positive.tocsc().indptr) > 0)
+    return assemble(MatrixSums(positive, liked, settings), settings, progress)
+
+
+class Sums(Protocol):
+    """The sums over users that the build needs, however they are computed: in memory
+    (`MatrixSums`) or on a cluster (services/spark_engine.py). `assemble` does the rest, so
+    every engine builds the same table from the same pairs."""
+
+    def likes(self) -> np.ndarray:
+        """Per media index, its liked users (its positive users when nothing is liked)."""
+
+    def positives(self) -> np.ndarray:
+        """Per media index, its positive users."""
+
+    def co_occurrence(self, head: np.ndarray, progress: bool) -> np.ndarray:
+        """XᵀX (dense float64, C order) over the media `head`, X the liked pairs (as `likes`)."""
+
+    def cosine(self, row_sets: list[np.ndarray | None], progress: bool) -> list[Table]:
+        """`cosine_neighbours` of each set of rows (None: every media) against every media."""
+
+
+def assemble(sums: Sums, settings: NeighbourSettings, progress: bool = True) -> Table:
+    """The table from `sums`: EASE on the `ease_media` most liked media, scaled cosine for the
+    other engaged ones (every media by cosine when `ease_media` is 0 or nothing is liked)."""
+    likes = sums.likes()
+    if settings.ease_media <= 0 or not likes.any():
+        return sums.cosine([None], progress)[0]
+    head = head_media(likes, settings.ease_media)
+    ease = strongest(ease_weights(sums.co_occurrence(head, progress), settings.ease_lambda), head, settings.k, progress)
+    engaged = np.flatnonzero(sums.positives() > 0)
     tail = np.setdiff1d(engaged, head)
     if len(tail) == 0:
         return ease
     log.info("EASE covers %s media; cosine similarity for the other %s engaged media", len(head), len(tail))
     sample = scale_sample(head)
-    reference = cosine_neighbours(positive, settings.k, False, settings.user_damping, settings.shrinkage, rows=sample)
-    cosine = cosine_neighbours(positive, settings.k, progress, settings.user_damping, settings.shrinkage, rows=tail)
+    reference, cosine = sums.cosine([sample, tail], progress)
     return with_tail(ease, cosine, scale_factor(ease, reference, sample))
+
+
+class MatrixSums:
+    """`Sums` from the binary users × media matrices of positive and of liked pairs, in memory."""
+
+    def __init__(self, positive: sp.csr_matrix, liked: sp.csr_matrix, settings: NeighbourSettings) -> None:
+        self._positive = positive
+        self._liked = liked if liked.nnz else positive
+        self._settings = settings
+
+    def likes(self) -> np.ndarray:
+        return np.asarray(self._liked.sum(axis=0)).ravel()
+
+    def positives(self) -> np.ndarray:
+        return np.diff(self._positive.tocsc().indptr)
+
+    def co_occurrence(self, head: np.ndarray, progress: bool) -> np.ndarray:
+        return co_occurrence(self._liked, head, progress)
+
+    def cosine(self, row_sets: list[np.ndarray | None], progress: bool) -> list[Table]:
+        s = self._settings
+        # A progress bar for the last (the largest) set only, as before.
+        return [
+            cosine_neighbours(self._positive, s.k, progress and n == len(row_sets) - 1, s.user_damping, s.shrinkage, rows)
+            for n, rows in enumerate(row_sets)
+        ]
 
 
 def head_media(likes: np.ndarray, ease_media: int) -> np.ndarray:
@@ -94,9 +144,10 @@ def scale_sample(head: np.ndarray) -> np.ndarray:
 
 def scale_factor(ease: Table, reference: Table, sample: np.ndarray) -> float:
     """EASE's positive weights of the `sample` media over their cosine similarities (`reference`)."""
+    # Exact sums (math.fsum): the same whatever the order of the rows, which differs between engines.
     in_sample = np.isin(ease[0], sample) & (ease[2] > 0)
-    cosine_total = float(reference[2].sum())
-    return float(ease[2][in_sample].sum()) / cosine_total if cosine_total > 0 else 1.0
+    cosine_total = math.fsum(reference[2].tolist())
+    return math.fsum(ease[2][in_sample].tolist()) / cosine_total if cosine_total > 0 else 1.0
 
 
 def with_tail(ease: Table, cosine: Table, scale: float) -> Table:
@@ -192,10 +243,8 @@ def user_weights(matrix: sp.csr_matrix, damping: float) -> np.ndarray:
     """
     per_user = np.diff(matrix.indptr).astype(np.float64)
     if damping == 0:
-        return np.ones(len(per_user), dtype=np.float32)
-    return np.divide(1.0, np.log1p(per_user) ** damping, out=np.zeros_like(per_user), where=per_user > 0).astype(
-        np.float32
-    )
+        return np.ones(len(per_user), dtype=np.float64)
+    return np.divide(1.0, np.log1p(per_user) ** damping, out=np.zeros_like(per_user), where=per_user > 0)
 
 
 def cosine_neighbours(
@@ -218,11 +267,14 @@ def cosine_neighbours(
     keep = min(k, media_count - 1)
     if matrix.nnz == 0 or keep <= 0 or len(rows) == 0:
         return _empty()
+    # Sums in float64 (the table keeps float32): another engine summing the same terms in
+    # another order (services/spark_engine.py) agrees to about 1e-15, float32 sums only to 1e-7.
+    matrix = matrix.astype(np.float64)
     by_media = matrix.T.tocsr()
     if user_damping:
         matrix = (sp.diags(user_weights(matrix, user_damping)) @ matrix).tocsr()
-    norms = np.sqrt(np.diff(by_media.indptr).astype(np.float32))
-    block = max(1, BLOCK_CELLS // media_count)
+    norms = np.sqrt(np.diff(by_media.indptr).astype(np.float64))
+    block = max(1, BLOCK_CELLS // 2 // media_count)  # float64 cells: half as many per block
     out_media, out_idx, out_sim = [], [], []
     for start in tqdm(range(0, len(rows), block), desc="building neighbours", unit=" blocks", disable=not progress):
         seeds = rows[start : start + block]

@@ -7,6 +7,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 import numpy as np
 import psycopg
@@ -86,15 +87,69 @@ class Guard:
         raise ModelRejected(f"{reason}; nothing was published (--force publishes it anyway)")
 
 
+class Read(Protocol):
+    """What an engine read of engagement_db (the counts) and can build from it."""
+
+    interactions_count: int
+    users_count: int
+    newest: int | None  # the newest interaction with a live media, microseconds since 2000-01-01
+
+    def popularity(self, half_life_days: float) -> np.ndarray:
+        """`popularity_scores`: float32 per media index."""
+
+    def sums(self, settings: neighbours.NeighbourSettings) -> neighbours.Sums:
+        """The sums the neighbour table is built from (neighbours.assemble)."""
+
+
+class Engine(Protocol):
+    """How a refresh reads the interactions and computes the sums that grow with them: in this
+    process (`NumpyEngine`) or on a Spark cluster (services/spark_engine.py). Both give the same
+    model for the same data and settings; the rest of the refresh is the same code."""
+
+    def read(self, media_ids: np.ndarray, progress: bool) -> Read:
+        """Read the interactions with the live media `media_ids` (sorted; model index = position)."""
+
+
+class NumpyEngine:
+    """Every (user, media) pair read into this process's memory (`read_interactions`)."""
+
+    def __init__(self, engagement: EngagementRepository) -> None:
+        self._engagement = engagement
+
+    def read(self, media_ids: np.ndarray, progress: bool) -> Read:
+        return _NumpyRead(read_interactions(self._engagement, media_ids, progress), len(media_ids))
+
+
+class _NumpyRead:
+    def __init__(self, interactions: Interactions, media_count: int) -> None:
+        self.interactions = interactions
+        self.media_count = media_count
+        self.interactions_count = interactions.interactions_count
+        self.users_count = interactions.users_count
+        self.newest = int(interactions.newest.max()) if len(interactions.newest) else None
+
+    def popularity(self, half_life_days: float) -> np.ndarray:
+        return popularity_scores(self.interactions, self.media_count, half_life_days)
+
+    def sums(self, settings: neighbours.NeighbourSettings) -> neighbours.Sums:
+        interactions = self.interactions
+        return neighbours.MatrixSums(
+            pairs(interactions, interactions.positive, self.media_count),
+            pairs(interactions, interactions.liked, self.media_count),
+            settings,
+        )
+
+
 def refresh(
     catalog: CatalogRepository,
-    engagement: EngagementRepository,
+    engagement: EngagementRepository | None,
     models: ModelRepository,
     neighbour_settings: neighbours.NeighbourSettings,
     half_life_days: float,
     progress: bool = True,
     guard: Guard = Guard(),
     keep: int = 3,
+    engine: Engine | None = None,
 ) -> int:
     """Build a model from the current databases and publish it; returns its version.
 
@@ -105,9 +160,11 @@ def refresh(
     the serving model stays as it was: the new one is made serving by one statement at the end,
     and the last `keep` models are kept for a rollback.
 
-    `neighbour_settings` say how the neighbour table is built (services/neighbours.py).
+    `neighbour_settings` say how the neighbour table is built (services/neighbours.py);
+    `engine` how the interactions are read and summed (default: NumpyEngine(engagement)).
     """
     started = time.perf_counter()
+    engine = NumpyEngine(engagement) if engine is None else engine
     with _step("taking the refresh lock on the model database"), models.refresh_lock() as writer:
         with _step("reading the serving model"):
             serving = writer.serving()
@@ -116,16 +173,10 @@ def refresh(
         media_ids = live.ids
         guard.check(serving, "media", len(media_ids))
         with _step("reading interactions from engagement_db"):
-            interactions = read_interactions(engagement, media_ids, progress)
-        guard.check(serving, "interactions", interactions.interactions_count)
-        popularity = popularity_scores(interactions, len(media_ids), half_life_days)
-        nb_media, nb_idx, nb_sim = neighbours.build(
-            pairs(interactions, interactions.positive, len(media_ids)),
-            pairs(interactions, interactions.liked, len(media_ids)),
-            neighbour_settings,
-            progress,
-        )
-        newest = int(interactions.newest.max()) if len(interactions.newest) else None
+            read = engine.read(media_ids, progress)
+        guard.check(serving, "interactions", read.interactions_count)
+        popularity = read.popularity(half_life_days)
+        nb_media, nb_idx, nb_sim = neighbours.assemble(read.sums(neighbour_settings), neighbour_settings, progress)
         model = NewModel(
             media_ids=media_ids,
             popularity=popularity,
@@ -135,16 +186,16 @@ def refresh(
             neighbour_media=nb_media,
             neighbour_idx=nb_idx,
             neighbour_similarity=nb_sim,
-            interactions_count=interactions.interactions_count,
-            users_count=interactions.users_count,
-            newest_interaction=None if newest is None else POSTGRES_EPOCH + timedelta(microseconds=newest),
+            interactions_count=read.interactions_count,
+            users_count=read.users_count,
+            newest_interaction=None if read.newest is None else POSTGRES_EPOCH + timedelta(microseconds=read.newest),
             build_seconds=time.perf_counter() - started,
         )
         with _step("publishing to the model database"):
             version = writer.publish(model, keep)
     log.info(
         "model %s published: %s media, %s neighbour pairs, %s interactions, %.1f s",
-        version, len(media_ids), len(nb_idx), interactions.interactions_count, model.build_seconds,
+        version, len(media_ids), len(nb_idx), read.interactions_count, model.build_seconds,
     )
     return version
 

@@ -1,0 +1,400 @@
+"""The refresh job's engine on Apache Spark (`python -m ml_service refresh --engine spark`).
+
+The same model as the in-process engine (services/refresh.NumpyEngine) for the same data and
+settings; only the sums that grow with the data are computed on the cluster, and the driver
+builds the table from them with the same code (services/neighbours.assemble):
+
+1. the interactions, from engagement_db over JDBC in parallel ranges of `id`, or from a Parquet
+   snapshot of the `interaction` table, aggregated per (user, media) as
+   EngagementRepository.user_media_pairs does, media not live in the catalog dropped;
+2. per media, its liked and its positive users (one number each, to the driver);
+3. the co-occurrence counts XᵀX of the EASE media (users liking both of a pair), to a dense
+   matrix on the driver, where EASE's weights are computed as in-process: the same counts, so
+   the same weights;
+4. the damped cosine sums Σ w(u) of the scale sample and the tail against every media, their
+   top k per media, to the driver;
+5. the decayed popularity counts per media.
+
+pyspark is optional (requirements-spark.txt): only this module imports it, and only the
+`--engine spark` refresh imports this module. The PostgreSQL JDBC driver is a jar on the driver
+machine (Debian: libpostgresql-jdbc-java), given to Spark as `spark.jars`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import logging
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import numpy as np
+import psycopg
+
+from services import neighbours
+from services.refresh import MICROSECONDS_PER_DAY, RefreshFailed
+
+log = logging.getLogger(__name__)
+
+JDBC_JAR = "/usr/share/java/postgresql.jar"
+JDBC_DRIVER = "org.postgresql.Driver"
+MISSING = "pyspark is not installed: pip install -r requirements-spark.txt"
+# Interaction rows per JDBC partition (each a range of `id` read by one task).
+ROWS_PER_PARTITION = 2_000_000
+# Microseconds from 1970-01-01 to 2000-01-01 (PostgreSQL's epoch, services/refresh.py's `newest`).
+POSTGRES_EPOCH_MICROS = 946_684_800 * 1_000_000
+
+
+def start_session(master: str = "local[*]", jdbc_jar: str = JDBC_JAR):
+    """A SparkSession on `master` with the JDBC driver; RefreshFailed when pyspark is missing."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise RefreshFailed(MISSING) from None
+    if not os.path.exists(jdbc_jar):
+        raise RefreshFailed(
+            f"the PostgreSQL JDBC driver {jdbc_jar} is missing (Debian: apt-get install libpostgresql-jdbc-java)"
+        )
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # its INFO lines say only that it connects and closes
+    with spark_step(f"starting Spark on {master}"):
+        return (
+            SparkSession.builder.master(master)
+            .appName(f"ml-service refresh ({socket.gethostname()}, pid {os.getpid()})")
+            .config("spark.jars", jdbc_jar)
+            .config("spark.sql.session.timeZone", "UTC")
+            .config("spark.ui.showConsoleProgress", "false")
+            .getOrCreate()
+        )
+
+
+@contextlib.contextmanager
+def spark_step(what: str):
+    """Turn a Spark (or JDBC, or Py4J) failure while doing `what` into a one-line RefreshFailed."""
+    from py4j.protocol import Py4JError, Py4JJavaError
+    from pyspark.errors import PySparkException
+
+    try:
+        yield
+    except Py4JJavaError as error:
+        reason = _first_line(str(error.java_exception.toString()))
+        raise RefreshFailed(f"{what} failed: {reason}; nothing was published") from error
+    except (PySparkException, Py4JError) as error:
+        raise RefreshFailed(f"{what} failed: {_first_line(str(error))}; nothing was published") from error
+
+
+def _login() -> str:
+    """libpq's default user: the operating system's user name."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""
+
+
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else "unknown error"
+
+
+def jdbc_options(url: str, environ=os.environ) -> tuple[str, dict[str, str]]:
+    """The JDBC URL and connection properties of the libpq URL (or conninfo string) `url`;
+    what it leaves out comes from PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE as
+    libpq takes it. JDBC connects over TCP only: a Unix socket directory raises RefreshFailed."""
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError as error:
+        raise RefreshFailed(f"ENGAGEMENT_DB_URL is not a PostgreSQL URL: {_first_line(str(error))}") from None
+
+    def value(key: str, env: str, default: str | None = None) -> str | None:
+        given = params.get(key)
+        return str(given) if given not in (None, "") else environ.get(env, default)
+
+    host = value("host", "PGHOST") or value("hostaddr", "PGHOSTADDR")
+    if not host or host.startswith("/") or host.startswith("@"):
+        raise RefreshFailed(
+            f"--source jdbc needs a TCP host in ENGAGEMENT_DB_URL, not a Unix socket ({host or 'the default socket'}); "
+            "or use --source parquet PATH"
+        )
+    if "," in host:
+        raise RefreshFailed("--source jdbc takes one host in ENGAGEMENT_DB_URL")
+    port = value("port", "PGPORT", "5432")
+    user = value("user", "PGUSER") or _login()
+    database = value("dbname", "PGDATABASE", user)
+    address = f"[{host}]" if ":" in host else host
+    properties = {"driver": JDBC_DRIVER, "user": user or ""}
+    password = value("password", "PGPASSWORD")
+    if password is not None:
+        properties["password"] = password
+    sslmode = value("sslmode", "PGSSLMODE")
+    if sslmode:
+        properties["sslmode"] = sslmode
+    return f"jdbc:postgresql://{address}:{port}/{quote(database or '', safe='')}", properties
+
+
+@dataclass(frozen=True)
+class JdbcSource:
+    """The `interaction` table of engagement_db (a libpq URL), read in ranges of `id` in parallel
+    (`partitions`; default one per ROWS_PER_PARTITION rows, at least the cluster's parallelism)."""
+
+    url: str
+    partitions: int | None = None
+
+    def describe(self) -> str:
+        return "reading interactions from engagement_db over JDBC"
+
+    def load(self, spark):
+        jdbc_url, properties = jdbc_options(self.url)
+        properties = {**properties, "fetchsize": "10000", "preferTimestampNTZ": "true"}
+        bounds = spark.read.jdbc(
+            jdbc_url, "(SELECT min(id) AS low, max(id) AS high, count(*) AS n FROM interaction) AS bounds",
+            properties=properties,
+        ).collect()[0]
+        if bounds["n"] == 0:
+            return spark.read.jdbc(jdbc_url, "interaction", properties=properties)
+        partitions = self.partitions or max(spark.sparkContext.defaultParallelism, -(-bounds["n"] // ROWS_PER_PARTITION))
+        return spark.read.jdbc(
+            jdbc_url, "interaction", column="id", lowerBound=int(bounds["low"]), upperBound=int(bounds["high"]) + 1,
+            numPartitions=int(partitions), properties=properties,
+        )
+
+
+@dataclass(frozen=True)
+class ParquetSource:
+    """A Parquet snapshot of the `interaction` table (its columns, uuids as strings)."""
+
+    path: str
+
+    def describe(self) -> str:
+        return f"reading interactions from {self.path}"
+
+    def load(self, spark):
+        return spark.read.parquet(self.path)
+
+
+class SparkEngine:
+    """services.refresh.Engine on Spark: `spark` a SparkSession, `source` a JdbcSource or ParquetSource,
+    `weights` the InteractionWeights (LIKE_WEIGHT, WATCH_WEIGHT)."""
+
+    def __init__(self, spark, source, weights) -> None:
+        self.spark = spark
+        self.source = source
+        self.weights = weights
+
+    def read(self, media_ids: np.ndarray, progress: bool) -> SparkRead:
+        started = time.perf_counter()
+        # The aggregated pairs are cached; without this, every query over them keeps the cached
+        # plan's spark.sql.shuffle.partitions (200) tasks, uncoalesced by adaptive execution:
+        # 4 times slower on ml-latest-small in local mode.
+        self.spark.conf.set("spark.sql.optimizer.canChangeCachedPlanOutputPartitioning", "true")
+        with spark_step(self.source.describe()):
+            read = SparkRead(self.spark, self.source.load(self.spark), media_ids, self.weights)
+        log.info("Spark: %s interactions of %s users read and aggregated in %.1f s",
+                 read.interactions_count, read.users_count, time.perf_counter() - started)
+        return read
+
+
+def media_uuid_strings(media_ids: np.ndarray) -> list[str]:
+    """The model's media ids (V16, uuid bytes) as Spark reads uuid columns: lowercase strings."""
+    return [str(uuid.UUID(bytes=raw)) for raw in media_ids.tolist()]
+
+
+def _arrays(frame) -> dict[str, np.ndarray]:
+    """A (small) DataFrame's columns as numpy arrays, through Arrow."""
+    table = frame.toArrow()
+    return {name: table.column(name).to_numpy() for name in table.column_names}
+
+
+class SparkRead:
+    """The interactions aggregated per (user, media) (cached on the cluster) and their counts."""
+
+    def __init__(self, spark, interactions, media_ids: np.ndarray, weights) -> None:
+        from pyspark import StorageLevel
+        from pyspark.sql import functions as F
+
+        self.spark = spark
+        self.media_count = len(media_ids)
+        kind = F.col("type")
+        is_positive_type = kind.isin("LIKE", "WATCH")
+        # services/engagement_repository.WEIGHTED_VALUE
+        weighted = F.greatest(F.coalesce(F.col("interaction_value").cast("double"), F.lit(1.0)), F.lit(0.0)) * F.when(
+            kind == "LIKE", F.lit(float(weights.like))
+        ).otherwise(F.lit(float(weights.watch)))
+        # EngagementRepository.user_media_pairs, per (user, media)
+        per_pair = interactions.groupBy(
+            F.lower(F.col("user_id").cast("string")).alias("user_id"),
+            F.lower(F.col("media_id").cast("string")).alias("media_id"),
+        ).agg(
+            F.max((kind == "DISLIKE").cast("int")).alias("disliked"),
+            F.max(((kind == "LIKE") & (weighted > 0)).cast("int")).alias("liked"),
+            F.coalesce(F.max(F.when(is_positive_type, weighted)), F.lit(0.0)).alias("positive_value"),
+            # micros since 2000-01-01 of the newest interaction (a `timestamp` is read as UTC wall-clock)
+            (F.unix_micros(F.max(F.col("timestamp")).cast("timestamp")) - F.lit(POSTGRES_EPOCH_MICROS)).alias("newest"),
+            F.count(F.lit(1)).alias("interactions"),
+        ).persist(StorageLevel.MEMORY_AND_DISK)
+        totals = per_pair.agg(F.sum("interactions").alias("n"), F.countDistinct("user_id").alias("users")).collect()[0]
+        self.interactions_count = int(totals["n"] or 0)
+        self.users_count = int(totals["users"] or 0)
+        media = spark.createDataFrame(
+            list(zip(media_uuid_strings(media_ids), range(self.media_count))), "media_id string, m int"
+        )
+        positive = (F.col("disliked") == 0) & (F.col("positive_value") > 0)
+        self.pairs = (
+            per_pair.join(F.broadcast(media), "media_id")
+            .select("user_id", "m", positive.alias("positive"), (positive & (F.col("liked") == 1)).alias("liked"), "newest")
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
+        # One pass for every per-media number; the newest interactions are their maxima.
+        per_media = _arrays(
+            self.pairs.groupBy("m").agg(
+                F.sum(F.col("liked").cast("long")).alias("likes"),
+                F.sum(F.col("positive").cast("long")).alias("positives"),
+                F.max("newest").alias("newest"),
+                F.coalesce(F.max(F.when(F.col("positive"), F.col("newest"))), F.lit(-(2**63))).alias(
+                    "newest_positive"
+                ),
+            )
+        )
+        self.likes = np.zeros(self.media_count, dtype=np.int64)
+        self.positives = np.zeros(self.media_count, dtype=np.int64)
+        self.newest = self._newest_positive = None
+        if len(per_media.get("m", ())):
+            self.likes[per_media["m"]] = per_media["likes"]
+            self.positives[per_media["m"]] = per_media["positives"]
+            self.newest = int(per_media["newest"].max())
+            if self.positives.any():
+                self._newest_positive = int(per_media["newest_positive"].max())
+        per_pair.unpersist()
+
+    def popularity(self, half_life_days: float) -> np.ndarray:
+        """services/refresh.popularity_scores: the positive pairs' decay, 0.5 per `half_life_days` of age."""
+        from pyspark.sql import functions as F
+
+        scores = np.zeros(self.media_count, dtype=np.float64)
+        if self._newest_positive is None:
+            return scores.astype(np.float32)
+        age_days = (F.lit(self._newest_positive) - F.col("newest")) / F.lit(float(MICROSECONDS_PER_DAY))
+        with spark_step("computing popularity on Spark"):
+            sums = _arrays(
+                self.pairs.where("positive").groupBy("m").agg(
+                    F.sum(F.pow(F.lit(0.5), age_days / F.lit(float(half_life_days)))).alias("score")
+                )
+            )
+        scores[sums["m"]] = sums["score"]
+        return scores.astype(np.float32)
+
+    def sums(self, settings: neighbours.NeighbourSettings) -> neighbours.Sums:
+        return SparkSums(self, settings)
+
+
+class SparkSums:
+    """services.neighbours.Sums computed on Spark from a SparkRead's pairs."""
+
+    def __init__(self, read: SparkRead, settings: neighbours.NeighbourSettings) -> None:
+        self._read = read
+        self._settings = settings
+        # As MatrixSums: the liked pairs, or the positive ones when nothing is liked.
+        self._liked_column = "liked" if read.likes.any() else "positive"
+
+    def likes(self) -> np.ndarray:
+        return self._read.likes if self._liked_column == "liked" else self._read.positives
+
+    def positives(self) -> np.ndarray:
+        return self._read.positives
+
+    def _indices(self, values: np.ndarray):
+        from pyspark.sql import functions as F
+
+        return F.broadcast(self._read.spark.createDataFrame([(int(v),) for v in values], "m int"))
+
+    def co_occurrence(self, head: np.ndarray, progress: bool) -> np.ndarray:
+        """XᵀX over `head`: each pair's users, counted from every user's list of liked head media."""
+        from pyspark.sql import functions as F
+
+        liked = self._read.pairs.where(F.col(self._liked_column)).select("user_id", "m").join(self._indices(head), "m")
+        lists = liked.groupBy("user_id").agg(F.array_sort(F.collect_list("m")).alias("ms"))
+        # Each pair i < j once (XᵀX is symmetric): i at position p with every media after it.
+        pair_counts = (
+            lists.select(F.posexplode("ms").alias("p", "i"), "ms")
+            .select("i", F.explode(F.expr("slice(ms, p + 2, size(ms) - p - 1)")).alias("j"))
+            .groupBy("i", "j")
+            .count()
+        )
+        started = time.perf_counter()
+        with spark_step("EASE: co-occurrence on Spark"):
+            counts = _arrays(pair_counts)
+        log.info("EASE: %s co-occurring pairs of %s media counted on Spark in %.1f s",
+                 len(counts.get("i", ())), len(head), time.perf_counter() - started)
+        size = len(head)
+        gram = np.zeros((size, size), dtype=np.float64)
+        if len(counts.get("i", ())):
+            i, j = np.searchsorted(head, counts["i"]), np.searchsorted(head, counts["j"])
+            gram[i, j] = counts["count"]
+            gram[j, i] = counts["count"]
+        gram[np.diag_indices(size)] = self.likes()[head]
+        return gram
+
+    def cosine(self, row_sets: list[np.ndarray | None], progress: bool) -> list[neighbours.Table]:
+        """neighbours.cosine_neighbours of each set of rows, from one Spark job over their union."""
+        from pyspark.sql import Window
+        from pyspark.sql import functions as F
+
+        s = self._settings
+        media_count = self._read.media_count
+        keep = min(s.k, media_count - 1)
+        given = [rows for rows in row_sets if rows is not None]
+        every = len(given) < len(row_sets)
+        rows = np.unique(np.concatenate(given)) if given else np.zeros(0, np.int64)
+        if keep <= 0 or not self._read.positives.any() or (not every and len(rows) == 0):
+            return [_empty() for _ in row_sets]
+        positive = self._read.pairs.where("positive").select("user_id", "m")
+        if every:
+            seed = F.col("m")
+        else:
+            positive = positive.join(self._indices(rows).withColumn("row", F.lit(True)), "m", "left")
+            seed = F.when(F.col("row"), F.col("m"))
+        lists = positive.groupBy("user_id").agg(F.collect_list("m").alias("all"), F.collect_list(seed).alias("seeds"))
+        if s.user_damping:  # neighbours.user_weights
+            weight = F.lit(1.0) / F.pow(F.log1p(F.size("all").cast("double")), F.lit(float(s.user_damping)))
+        else:
+            weight = F.lit(1.0)
+        sums = (
+            lists.where(F.size("seeds") > 0)
+            .select(F.explode("seeds").alias("i"), "all", weight.alias("w"))
+            .select("i", F.explode("all").alias("j"), "w")
+            .where(F.col("i") != F.col("j"))
+            .groupBy("i", "j")
+            .agg(F.sum("w").alias("sum"))
+        )
+        counts = self._read.spark.createDataFrame(
+            [(int(m), int(n)) for m, n in enumerate(self._read.positives.tolist()) if n], "m int, n long"
+        )
+        norm_i = F.broadcast(counts.select(F.col("m").alias("i"), F.sqrt(F.col("n").cast("double")).alias("norm_i")))
+        norm_j = F.broadcast(counts.select(F.col("m").alias("j"), F.sqrt(F.col("n").cast("double")).alias("norm_j")))
+        similarity = (
+            sums.join(norm_i, "i")
+            .join(norm_j, "j")
+            .select("i", "j", (F.col("sum") / (F.col("norm_i") * F.col("norm_j") + F.lit(float(s.shrinkage)))).alias("sim"))
+            .where(F.col("sim") > 0)
+        )
+        rank = F.row_number().over(Window.partitionBy("i").orderBy(F.col("sim").desc(), F.col("j")))
+        top = similarity.select("i", "j", "sim", rank.alias("rank")).where(F.col("rank") <= keep).select("i", "j", "sim")
+        started = time.perf_counter()
+        with spark_step("cosine neighbours on Spark"):
+            found = _arrays(top)
+        log.info("cosine: %s neighbours of %s media found on Spark in %.1f s",
+                 len(found.get("i", ())), "every" if every else len(rows), time.perf_counter() - started)
+        media = found.get("i", np.zeros(0, np.int32)).astype(np.int32)
+        idx = found.get("j", np.zeros(0, np.int32)).astype(np.int32)
+        sim = found.get("sim", np.zeros(0, np.float64)).astype(np.float32)
+        tables = []
+        for rows_set in row_sets:
+            mask = np.ones(len(media), dtype=bool) if rows_set is None else np.isin(media, rows_set)
+            tables.append((media[mask], idx[mask], sim[mask]))
+        return tables
+
+
+def _empty() -> neighbours.Table:
+    return np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float32)

@@ -1,0 +1,235 @@
+"""The refresh on Apache Spark (services/spark_engine.py) builds the in-process engine's model.
+
+ml-latest-small in a PostgreSQL of this module's own that also listens on TCP (JDBC connects
+over TCP only; the run's shared server listens on a Unix socket), both engines on the same
+data and settings, the models held equal: the same media, popularity, neighbour lists (ties at
+the k-th neighbour aside) and weights within 1e-9. Spark runs in local mode (local[2]), one
+session for the module: starting one takes 5 to 10 s.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+
+import numpy as np
+import psycopg
+import pytest
+
+from database.catalog_repository import CatalogRepository
+from database.engagement_repository import EngagementRepository
+from database.model_repository import ModelRepository
+from database.records import InteractionWeights
+from database.schema import apply_schema
+from ml_service import jobs
+from services import neighbours, spark_engine
+from services.refresh import NumpyEngine, RefreshFailed
+from tests.conftest import MOVIELENS_DIR, ROOT, Server, database_env, free_port, settings_for
+
+# pyspark is required, not skipped without: make test installs requirements-spark.txt.
+from pyspark.sql import SparkSession  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tcp_server(tmp_path_factory):
+    """A PostgreSQL of this module's own, listening on 127.0.0.1 (restarted by its bundled pg_ctl)."""
+    from database.embedded import start_embedded
+
+    server = start_embedded(tmp_path_factory.mktemp("pg-tcp") / "data", cleanup_mode="delete")
+    from pgserver._commands import pg_ctl  # after start_embedded: it gives pgserver its runtime directory
+
+    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+        conn.execute("ALTER SYSTEM SET fsync = off")
+    port = free_port()
+    pg_ctl(["-w", "restart", "-m", "fast", "-o", f"-h 127.0.0.1 -p {port}"], pgdata=server.pgdata,
+           user=server.system_user, timeout=120)
+    admin = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    yield Server(admin, lambda name: psycopg.conninfo.make_conninfo(admin, dbname=name))
+    # pgserver knows the server it started, not the one pg_ctl restarted: stop that one first,
+    # or cleanup deletes the data directory under a running server.
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user, timeout=60)
+    server.cleanup()
+
+
+@pytest.fixture(scope="module")
+def urls(tcp_server):
+    urls = tcp_server.create_urls("spark")
+    apply_schema(urls, sources=True)
+    from services.movielens_import import import_movielens
+
+    import_movielens(MOVIELENS_DIR, urls, progress=False)
+    return urls
+
+
+@pytest.fixture(scope="module")
+def spark():
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("ml-service tests")
+        .config("spark.jars", spark_engine.JDBC_JAR)
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+def published(settings, engine=None):
+    """The model jobs.run_refresh publishes with `engine` (default: numpy), as the service loads it."""
+    version = jobs.run_refresh(settings, engine=engine)
+    with jobs.offline_databases(settings, "test") as databases:
+        model = ModelRepository(databases.model).load()
+    assert model.info.version == version
+    return model
+
+
+def by_row(model):
+    """{media index: {neighbour index: weight}} of a loaded model."""
+    counts = np.diff(model.neighbour_indptr)
+    media = np.repeat(np.arange(len(counts)), counts)
+    rows: dict[int, dict[int, float]] = {}
+    for m, j, w in zip(media.tolist(), model.neighbour_idx.tolist(), model.neighbour_similarity.tolist()):
+        rows.setdefault(m, {})[j] = w
+    return rows
+
+
+def assert_same_model(expected_model, model, k):
+    """The same media, counts and popularity (1e-6 relative); per media the same number of
+    neighbours, every one above the k-th weight in both, the others tied at the k-th, and the
+    weights of the neighbours in both within 1e-9. Returns (weights compared, largest difference)."""
+    assert np.array_equal(model.media_ids, expected_model.media_ids)
+    for count in ("interactions_count", "users_count", "media_count", "neighbours_count", "newest_interaction"):
+        assert getattr(model.info, count) == getattr(expected_model.info, count), count
+    np.testing.assert_allclose(model.popularity, expected_model.popularity, rtol=1e-6, atol=0)
+    expected, got = by_row(expected_model), by_row(model)
+    assert expected.keys() == got.keys()
+    compared = 0
+    worst = 0.0
+    for media, neighbours_of in expected.items():
+        spark_neighbours = got[media]
+        assert len(spark_neighbours) == len(neighbours_of), media
+        if len(neighbours_of) < k:  # every neighbour with a weight: no tie left any out
+            assert spark_neighbours.keys() == neighbours_of.keys(), media
+            kth = None
+        else:  # ties at the k-th weight may keep either
+            kth = min(abs(w) for w in neighbours_of.values())
+            assert abs(kth - min(abs(w) for w in spark_neighbours.values())) <= 1e-9, media
+            for j, w in neighbours_of.items():
+                if abs(w) > kth + 1e-9:
+                    assert j in spark_neighbours, (media, j)
+            for j in neighbours_of.keys() - spark_neighbours.keys():  # another of those tied at the k-th
+                assert abs(abs(neighbours_of[j]) - kth) <= 1e-9, (media, j)
+        for j in neighbours_of.keys() & spark_neighbours.keys():
+            worst = max(worst, abs(neighbours_of[j] - spark_neighbours[j]))
+            compared += 1
+    assert worst <= 1e-9, worst
+    return compared, worst
+
+
+@pytest.fixture(scope="module")
+def numpy_model(urls):
+    return published(settings_for(urls))
+
+
+def test_spark_over_jdbc_publishes_the_numpy_model(urls, spark, numpy_model):
+    """refresh --engine spark as the command runs it (jobs.spark_engine, jobs.run_refresh), the
+    interactions read over JDBC in 3 ranges of id: the model published is numpy's."""
+    settings = settings_for(urls)
+    started = time.perf_counter()
+    with jobs.spark_engine(settings, spark=spark) as engine:
+        engine.source = spark_engine.JdbcSource(urls.engagement, partitions=3)
+        model = published(settings, engine)
+    print(f"spark refresh over JDBC: {time.perf_counter() - started:.1f} s")
+    assert model.info.version == numpy_model.info.version + 1
+    # EASE on the most liked media, damped cosine for the tail: both are compared
+    assert len(model.media_ids) > 9_000 and len(model.neighbour_idx) > 800_000
+    compared, worst = assert_same_model(numpy_model, model, k=settings.neighbours_k)
+    print(f"{compared} of {len(model.neighbour_idx)} neighbour weights in both (the others tied at the k-th), "
+          f"largest difference {worst:.2e}")
+
+
+def test_a_parquet_snapshot_reads_as_the_database(urls, spark, tmp_path):
+    """--source parquet: a snapshot of the interaction table (written by Spark from JDBC) gives
+    the numpy engine's counts, per-media likes and positive users, and popularity; the rest of
+    the build is the JDBC test's."""
+    jdbc_url, properties = spark_engine.jdbc_options(urls.engagement)
+    snapshot = str(tmp_path / "interaction.parquet")
+    spark.read.jdbc(jdbc_url, "interaction", properties={**properties, "preferTimestampNTZ": "true"}).write.parquet(snapshot)
+    settings = settings_for(urls)
+    weights = InteractionWeights.of(settings)
+    with jobs.offline_databases(settings, "test") as databases:
+        ids = CatalogRepository(databases.catalog).live_media().ids
+        expected = NumpyEngine(EngagementRepository(databases.engagement, weights)).read(ids, False)
+    read = spark_engine.SparkEngine(spark, spark_engine.ParquetSource(snapshot), weights).read(ids, False)
+    assert (read.interactions_count, read.users_count, read.newest) == (
+        expected.interactions_count, expected.users_count, expected.newest)
+    interactions = expected.interactions
+    assert np.array_equal(read.likes, np.bincount(interactions.media[interactions.liked], minlength=len(ids)))
+    assert np.array_equal(read.positives, np.bincount(interactions.media[interactions.positive], minlength=len(ids)))
+    half_life = settings.popularity_half_life_days
+    np.testing.assert_allclose(read.popularity(half_life), expected.popularity(half_life), rtol=1e-6, atol=0)
+
+
+def run_cli(*args, **env):
+    return subprocess.run(
+        [sys.executable, "-m", "ml_service", "refresh", *args], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**__import__("os").environ, **env},
+    )
+
+
+def test_command_line_failures_are_one_line(urls):
+    env = database_env(urls)
+    cases = [
+        (("--engine", "spark", "--source", "parquet"), "--source parquet needs the snapshot's PATH"),
+        (("--engine", "spark", "--source", "parquet", "/nonexistent/x.parquet"), "does not exist"),
+        (("--master", "local[1]"), "are for --engine spark"),
+    ]
+    for args, message in cases:
+        done = run_cli(*args, **env)
+        assert done.returncode == 2, done.stderr
+        assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    socket_url = "postgresql://postgres@/engagement?host=/tmp"
+    done = run_cli("--engine", "spark", **{**env, "ENGAGEMENT_DB_URL": socket_url})
+    assert done.returncode == 1, done.stderr
+    assert "needs a TCP host" in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_jdbc_options_from_a_libpq_url():
+    url, properties = spark_engine.jdbc_options(
+        "postgresql://ml:s%40cret@db.example:6543/engagement_db?sslmode=require", environ={}
+    )
+    assert url == "jdbc:postgresql://db.example:6543/engagement_db"
+    assert properties == {"driver": "org.postgresql.Driver", "user": "ml", "password": "s@cret", "sslmode": "require"}
+    url, properties = spark_engine.jdbc_options(
+        "postgresql:///engagement_db", environ={"PGHOST": "10.0.0.5", "PGUSER": "svc", "PGPASSWORD": "pw"}
+    )
+    assert url == "jdbc:postgresql://10.0.0.5:5432/engagement_db"
+    assert properties["user"] == "svc" and properties["password"] == "pw"
+    with pytest.raises(RefreshFailed, match="Unix socket"):
+        spark_engine.jdbc_options("postgresql://u@/db?host=/run/postgresql", environ={})
+
+
+def test_without_pyspark_the_command_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyspark.sql", None)  # import pyspark.sql raises ImportError
+    with pytest.raises(RefreshFailed, match=r"^pyspark is not installed: pip install -r requirements-spark.txt$"):
+        spark_engine.start_session("local[1]")
+
+
+def test_no_interactions_build_an_empty_table(spark, tmp_path):
+    """An empty interaction table: no counts, zero popularity, no neighbours (as numpy)."""
+    empty = str(tmp_path / "empty.parquet")
+    spark.createDataFrame(
+        [], "id long, user_id string, media_id string, type string, interaction_value double, timestamp timestamp_ntz"
+    ).write.parquet(empty)
+    ids = np.frombuffer(b"".join(uuid.UUID(int=n).bytes for n in (1, 2, 3)), dtype="V16")
+    read = spark_engine.SparkEngine(spark, spark_engine.ParquetSource(empty), InteractionWeights()).read(ids, False)
+    assert (read.interactions_count, read.users_count, read.newest) == (0, 0, None)
+    assert np.array_equal(read.popularity(365.0), np.zeros(3, np.float32))
+    settings = jobs.neighbour_settings(settings_for(None))
+    assert all(len(part) == 0 for part in neighbours.assemble(read.sums(settings), settings, False))
