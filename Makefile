@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test-tools demo test container-tools test-container bench bench-25m clean
+.PHONY: setup test-tools demo test container-tools test-container bench bench-25m bench-refresh clean
 
 # uv installs the pinned requirements in seconds where pip takes minutes (make test's budget is
 # 10 minutes); --native-tls trusts the system's certificates, as pip does.
@@ -64,6 +64,11 @@ bench: setup
 BENCH_PGDATA ?= ../bench-data/pg
 bench-25m: setup
 	$(BIN)/python -m bench.run --data synthetic --pgdata $(BENCH_PGDATA) $(BENCH_ARGS)
+
+# The refresh on each engine (numpy, Spark local[2]) at 1M, 5M and 25M synthetic interactions
+# (generated once into ../bench-data/refresh; ~1 h in all); writes bench/RESULTS-refresh-engines.md.
+bench-refresh: setup
+	$(BIN)/python -m bench.refresh_engines $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .demo .bench .pytest_cache .container-tools

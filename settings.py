@@ -60,6 +60,10 @@ class Settings:
     # added, so pairs seen together by few users rank below well-supported ones.
     neighbours_user_damping: float = 1.0
     neighbours_shrinkage: float = 2.0
+    # Each user's most recent positive media (and liked media) counted in the neighbour sums,
+    # at most this many (0: all of them): the build's work grows as the sum over users of
+    # their media squared, and a few very active users (or bots) can dominate it.
+    neighbours_user_cap: int = 0
     # How a user's interaction values weigh their positive media: "centred" on the user's
     # own mean and spread, or "raw".
     history_weighting: str = "centred"
@@ -138,6 +142,8 @@ class Settings:
             raise ConfigError("need EASE_LAMBDA > 0 and EASE_MEDIA >= 0")
         if self.neighbours_user_damping < 0 or self.neighbours_shrinkage < 0:
             raise ConfigError("NEIGHBOURS_USER_DAMPING and NEIGHBOURS_SHRINKAGE must be >= 0")
+        if self.neighbours_user_cap < 0:
+            raise ConfigError("NEIGHBOURS_USER_CAP must be >= 0 (0: no cap)")
         if min(self.like_weight, self.watch_weight, self.dislike_weight) < 0:
             raise ConfigError("LIKE_WEIGHT, WATCH_WEIGHT and DISLIKE_WEIGHT must be >= 0")
         if self.catalog_sync_interval <= 0:

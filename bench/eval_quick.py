@@ -53,9 +53,9 @@ def build_model(movies, train, settings: Settings):
         users_count=len(users), interactions_count=len(train),
     )
     pop = refresh_job.popularity_scores(inter, len(media_ids), settings.popularity_half_life_days)
-    positive = refresh_job.pairs(inter, inter.positive, len(media_ids))
-    liked = refresh_job.pairs(inter, inter.liked, len(media_ids))
-    nb_media, nb_idx, nb_sim = neighbours.build(positive, liked, neighbour_settings(settings), progress=False)
+    build = neighbour_settings(settings)
+    sums = refresh_job.NumpyRead(inter, len(media_ids)).sums(build)
+    nb_media, nb_idx, nb_sim = neighbours.assemble(sums, build, progress=False)
     order = np.lexsort((nb_idx, -nb_sim, nb_media))
     nb_media, nb_idx, nb_sim = nb_media[order], nb_idx[order], nb_sim[order]
     indptr = np.zeros(len(media_ids) + 1, dtype=np.int64)

@@ -119,18 +119,26 @@ def generate_synthetic(users: int, media: int, interactions: int, seed: int, rep
 )
 @click.option("--engine", type=click.Choice(["numpy", "spark"]), default="numpy", show_default=True,
               help="Build in this process (numpy) or on Apache Spark (requirements-spark.txt); the same model.")
-@click.option("--master", help="Spark master URL (--engine spark; default local[*]: this machine's cores).")
+@click.option("--master", help="Spark master URL (--engine spark; default: spark-submit's --master, "
+                                "else local[*]: this machine's cores).")
+@click.option("--conf", "spark_conf", multiple=True, metavar="KEY=VALUE",
+              help="A Spark setting, as spark-submit's --conf (--engine spark; repeatable), "
+                   "e.g. --conf spark.driver.memory=8g.")
 @click.option("--source", type=click.Choice(["jdbc", "parquet"]),
               help="--engine spark reads engagement_db's interactions over JDBC (the default), "
                    "or a Parquet snapshot of the interaction table: --source parquet PATH.")
 @click.argument("path", required=False)
-def refresh(force: bool, engine: str, master: str | None, source: str | None, path: str | None) -> None:
+def refresh(force: bool, engine: str, master: str | None, spark_conf: tuple[str, ...], source: str | None,
+            path: str | None) -> None:
     """Rebuild the neighbours and popularity and publish them as a new model version."""
     from ml_service.jobs import run_refresh, spark_engine
     from services.refresh import RefreshFailed
 
-    if engine == "numpy" and (master or source or path):
-        raise click.UsageError("--master, --source and PATH are for --engine spark")
+    if engine == "numpy" and (master or spark_conf or source or path):
+        raise click.UsageError("--master, --conf, --source and PATH are for --engine spark")
+    malformed = [item for item in spark_conf if "=" not in item or not item.split("=", 1)[0].strip()]
+    if malformed:
+        raise click.UsageError(f"--conf takes KEY=VALUE, not {malformed[0]!r}")
     if source == "parquet" and not path:
         raise click.UsageError("--source parquet needs the snapshot's PATH")
     if path and source != "parquet":
@@ -140,7 +148,8 @@ def refresh(force: bool, engine: str, master: str | None, source: str | None, pa
     config = settings()
     try:
         if engine == "spark":
-            with spark_engine(config, master or "local[*]", parquet=path) as spark:
+            conf = dict(item.split("=", 1) for item in spark_conf)
+            with spark_engine(config, master, parquet=path, conf=conf) as spark:
                 version = run_refresh(config, progress=show_progress(), force=force, engine=spark)
         else:
             version = run_refresh(config, progress=show_progress(), force=force)

@@ -73,10 +73,12 @@ def run_refresh(settings: Settings, progress: bool = False, force: bool = False,
 
 
 @contextlib.contextmanager
-def spark_engine(settings: Settings, master: str = "local[*]", parquet: str | None = None, spark=None):
+def spark_engine(settings: Settings, master: str | None = None, parquet: str | None = None,
+                 conf: dict[str, str] | None = None, spark=None):
     """The refresh's Spark engine (services/spark_engine.py): the interactions of ENGAGEMENT_DB_URL
-    over JDBC, or of the Parquet snapshot `parquet`; a SparkSession on `master` started (before
-    the refresh takes its lock) and stopped at the end, unless `spark` gives one.
+    over JDBC, or of the Parquet snapshot `parquet`; a SparkSession on `master` (default:
+    spark-submit's, or local[*]) with the Spark settings `conf`, started before the refresh takes
+    its lock and stopped at the end, unless `spark` gives one.
 
     Raises RefreshFailed when pyspark or the JDBC driver is missing or Spark does not start.
     """
@@ -87,7 +89,7 @@ def spark_engine(settings: Settings, master: str = "local[*]", parquet: str | No
     else:
         engines.jdbc_options(settings.databases.engagement)  # a URL JDBC cannot use fails before Spark starts
         source = engines.JdbcSource(settings.databases.engagement)
-    session = spark if spark is not None else engines.start_session(master)
+    session = spark if spark is not None else engines.start_session(master, conf)
     try:
         yield engines.SparkEngine(session, source, InteractionWeights.of(settings))
     finally:
@@ -103,6 +105,7 @@ def neighbour_settings(settings: Settings) -> neighbours.NeighbourSettings:
         ease_media=settings.ease_media,
         user_damping=settings.neighbours_user_damping,
         shrinkage=settings.neighbours_shrinkage,
+        user_cap=settings.neighbours_user_cap,
     )
 
 

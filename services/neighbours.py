@@ -14,7 +14,8 @@ collaborative model a request needs. It is filled two ways:
 - damped cosine similarity of the media's sets of positive users (`cosine_neighbours`), for
   the engaged media EASE does not cover (the long tail), scaled to EASE's positive weights.
 
-`ease_media` = 0 builds the whole table by cosine similarity.
+`ease_media` = 0 builds the whole table by cosine similarity. With a `user_cap`, both count only
+each user's `user_cap` most recent liked (EASE) and positive (cosine) media (`most_recent`).
 """
 
 from __future__ import annotations
@@ -43,13 +44,14 @@ Table = tuple[np.ndarray, np.ndarray, np.ndarray]  # (media, neighbour, weight),
 @dataclass(frozen=True)
 class NeighbourSettings:
     """How the table is built (Settings: NEIGHBOURS_K, EASE_LAMBDA, EASE_MEDIA,
-    NEIGHBOURS_USER_DAMPING, NEIGHBOURS_SHRINKAGE)."""
+    NEIGHBOURS_USER_DAMPING, NEIGHBOURS_SHRINKAGE, NEIGHBOURS_USER_CAP)."""
 
     k: int
     ease_lambda: float
     ease_media: int
     user_damping: float
     shrinkage: float
+    user_cap: int = 0  # 0: every pair counts
 
 
 def binary_matrix(user: np.ndarray, media: np.ndarray, users_count: int, media_count: int) -> sp.csr_matrix:
@@ -60,6 +62,21 @@ def binary_matrix(user: np.ndarray, media: np.ndarray, users_count: int, media_c
     matrix.sum_duplicates()
     matrix.data[:] = 1.0
     return matrix
+
+
+def most_recent(user: np.ndarray, media: np.ndarray, newest: np.ndarray, cap: int) -> np.ndarray:
+    """Which of the (user, media) pairs are among their user's `cap` most recent (`newest`
+    first, ties to the lower media index): the pairs a `user_cap` lets count (all for cap 0).
+    Every engine applies this rule (services/spark_engine.py with a window), so they agree."""
+    keep = np.ones(len(user), dtype=bool)
+    if cap <= 0 or len(user) == 0:
+        return keep
+    order = np.lexsort((media, -newest, user))  # by user, then newest first, then media
+    by_user = user[order]
+    starts = np.flatnonzero(np.r_[True, by_user[1:] != by_user[:-1]])
+    rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    keep[order[rank >= cap]] = False
+    return keep
 
 
 def build(positive: sp.csr_matrix, liked: sp.csr_matrix, settings: NeighbourSettings, progress: bool = True) -> Table:

@@ -117,10 +117,12 @@ class NumpyEngine:
         self._engagement = engagement
 
     def read(self, media_ids: np.ndarray, progress: bool) -> Read:
-        return _NumpyRead(read_interactions(self._engagement, media_ids, progress), len(media_ids))
+        return NumpyRead(read_interactions(self._engagement, media_ids, progress), len(media_ids))
 
 
-class _NumpyRead:
+class NumpyRead:
+    """services.refresh.Read of the interactions in memory (`read_interactions`)."""
+
     def __init__(self, interactions: Interactions, media_count: int) -> None:
         self.interactions = interactions
         self.media_count = media_count
@@ -134,8 +136,8 @@ class _NumpyRead:
     def sums(self, settings: neighbours.NeighbourSettings) -> neighbours.Sums:
         interactions = self.interactions
         return neighbours.MatrixSums(
-            pairs(interactions, interactions.positive, self.media_count),
-            pairs(interactions, interactions.liked, self.media_count),
+            pairs(interactions, interactions.positive, self.media_count, settings.user_cap),
+            pairs(interactions, interactions.liked, self.media_count, settings.user_cap),
             settings,
         )
 
@@ -258,6 +260,11 @@ def popularity_scores(interactions: Interactions, media_count: int, half_life_da
     return np.bincount(interactions.media[positive], weights=decay, minlength=media_count).astype(np.float32)
 
 
-def pairs(interactions: Interactions, which: np.ndarray, media_count: int) -> sp.csr_matrix:
-    """The binary users × media matrix of the pairs where `which` (positive, liked) is True."""
-    return neighbours.binary_matrix(interactions.user[which], interactions.media[which], interactions.users_count, media_count)
+def pairs(interactions: Interactions, which: np.ndarray, media_count: int, user_cap: int = 0) -> sp.csr_matrix:
+    """The binary users × media matrix of the pairs where `which` (positive, liked) is True,
+    each user's `user_cap` most recent of them only (neighbours.most_recent; 0: all)."""
+    user, media = interactions.user[which], interactions.media[which]
+    if user_cap:
+        recent = neighbours.most_recent(user, media, interactions.newest[which], user_cap)
+        user, media = user[recent], media[recent]
+    return neighbours.binary_matrix(user, media, interactions.users_count, media_count)

@@ -34,6 +34,7 @@ from urllib.parse import quote
 
 import numpy as np
 import psycopg
+from tqdm import tqdm
 
 from services import neighbours
 from services.refresh import MICROSECONDS_PER_DAY, RefreshFailed
@@ -45,30 +46,39 @@ JDBC_DRIVER = "org.postgresql.Driver"
 MISSING = "pyspark is not installed: pip install -r requirements-spark.txt"
 # Interaction rows per JDBC partition (each a range of `id` read by one task).
 ROWS_PER_PARTITION = 2_000_000
+# Rows collected to the driver at a time (services/spark_engine._collect): about 60 MB of
+# Arrow on the driver's JVM heap, whose default (spark.driver.memory) is 1 GB.
+COLLECT_ROWS = 4_000_000
 # Microseconds from 1970-01-01 to 2000-01-01 (PostgreSQL's epoch, services/refresh.py's `newest`).
 POSTGRES_EPOCH_MICROS = 946_684_800 * 1_000_000
 
 
-def start_session(master: str = "local[*]", jdbc_jar: str = JDBC_JAR):
-    """A SparkSession on `master` with the JDBC driver; RefreshFailed when pyspark is missing."""
+def start_session(master: str | None = None, conf: dict[str, str] | None = None, jdbc_jar: str = JDBC_JAR):
+    """A SparkSession with the JDBC driver and the Spark settings `conf` on `master`; without
+    one, on the master spark-submit was given (--master), or else local[*] (this machine's
+    cores). RefreshFailed when pyspark is missing."""
     try:
         from pyspark.sql import SparkSession
     except ImportError:
         raise RefreshFailed(MISSING) from None
-    if not os.path.exists(jdbc_jar):
+    options = {
+        "spark.jars": jdbc_jar,
+        "spark.sql.session.timeZone": "UTC",
+        "spark.ui.showConsoleProgress": "false",
+        **{key.strip(): value.strip() for key, value in (conf or {}).items()},  # the caller's win
+    }
+    if options["spark.jars"] == jdbc_jar and not os.path.exists(jdbc_jar):
         raise RefreshFailed(
-            f"the PostgreSQL JDBC driver {jdbc_jar} is missing (Debian: apt-get install libpostgresql-jdbc-java)"
+            f"the PostgreSQL JDBC driver {jdbc_jar} is missing (Debian: apt-get install libpostgresql-jdbc-java; "
+            "or name the jar with --conf spark.jars=PATH)"
         )
     logging.getLogger("py4j").setLevel(logging.WARNING)  # its INFO lines say only that it connects and closes
-    with spark_step(f"starting Spark on {master}"):
-        return (
-            SparkSession.builder.master(master)
-            .appName(f"ml-service refresh ({socket.gethostname()}, pid {os.getpid()})")
-            .config("spark.jars", jdbc_jar)
-            .config("spark.sql.session.timeZone", "UTC")
-            .config("spark.ui.showConsoleProgress", "false")
-            .getOrCreate()
-        )
+    builder = SparkSession.builder if master is None else SparkSession.builder.master(master)
+    builder = builder.appName(f"ml-service refresh ({socket.gethostname()}, pid {os.getpid()})")
+    for key, value in options.items():
+        builder = builder.config(key, value)
+    with spark_step(f"starting Spark on {master or 'its default master'}"):
+        return builder.getOrCreate()
 
 
 @contextlib.contextmanager
@@ -290,19 +300,48 @@ class SparkRead:
 
 
 class SparkSums:
-    """services.neighbours.Sums computed on Spark from a SparkRead's pairs."""
+    """services.neighbours.Sums computed on Spark from a SparkRead's pairs: with a `user_cap`,
+    each user's most recent liked and positive pairs only (neighbours.most_recent's rule)."""
 
     def __init__(self, read: SparkRead, settings: neighbours.NeighbourSettings) -> None:
         self._read = read
         self._settings = settings
         # As MatrixSums: the liked pairs, or the positive ones when nothing is liked.
-        self._liked_column = "liked" if read.likes.any() else "positive"
+        self._positive = self._capped("positive")
+        self._liked = self._capped("liked") if read.likes.any() else self._positive
+        if settings.user_cap:
+            with spark_step("capping each user's media on Spark"):
+                self._positives = self._per_media(self._positive)
+                self._likes = self._per_media(self._liked) if read.likes.any() else self._positives
+        else:
+            self._positives = read.positives
+            self._likes = read.likes if read.likes.any() else read.positives
 
     def likes(self) -> np.ndarray:
-        return self._read.likes if self._liked_column == "liked" else self._read.positives
+        return self._likes
 
     def positives(self) -> np.ndarray:
-        return self._read.positives
+        return self._positives
+
+    def _capped(self, column: str):
+        """(user_id, m) of the pairs where `column`; with a user_cap, each user's most recent."""
+        from pyspark import StorageLevel
+        from pyspark.sql import Window
+        from pyspark.sql import functions as F
+
+        pairs = self._read.pairs.where(F.col(column))
+        cap = self._settings.user_cap
+        if cap:
+            recent = F.row_number().over(Window.partitionBy("user_id").orderBy(F.col("newest").desc(), F.col("m")))
+            pairs = pairs.withColumn("recent", recent).where(F.col("recent") <= cap).persist(StorageLevel.MEMORY_AND_DISK)
+        return pairs.select("user_id", "m")
+
+    def _per_media(self, pairs) -> np.ndarray:
+        counts = np.zeros(self._read.media_count, dtype=np.int64)
+        found = _arrays(pairs.groupBy("m").count())
+        if len(found.get("m", ())):
+            counts[found["m"]] = found["count"]
+        return counts
 
     def _indices(self, values: np.ndarray):
         from pyspark.sql import functions as F
@@ -313,32 +352,31 @@ class SparkSums:
         """XᵀX over `head`: each pair's users, counted from every user's list of liked head media."""
         from pyspark.sql import functions as F
 
-        liked = self._read.pairs.where(F.col(self._liked_column)).select("user_id", "m").join(self._indices(head), "m")
-        lists = liked.groupBy("user_id").agg(F.array_sort(F.collect_list("m")).alias("ms"))
+        lists = self._liked.join(self._indices(head), "m").groupBy("user_id").agg(F.array_sort(F.collect_list("m")).alias("ms"))
         # Each pair i < j once (XᵀX is symmetric): i at position p with every media after it.
         pair_counts = (
             lists.select(F.posexplode("ms").alias("p", "i"), "ms")
             .select("i", F.explode(F.expr("slice(ms, p + 2, size(ms) - p - 1)")).alias("j"))
             .groupBy("i", "j")
-            .count()
+            .agg(F.count(F.lit(1)).cast("int").alias("n"))
         )
-        started = time.perf_counter()
-        with spark_step("EASE: co-occurrence on Spark"):
-            counts = _arrays(pair_counts)
-        log.info("EASE: %s co-occurring pairs of %s media counted on Spark in %.1f s",
-                 len(counts.get("i", ())), len(head), time.perf_counter() - started)
         size = len(head)
         gram = np.zeros((size, size), dtype=np.float64)
-        if len(counts.get("i", ())):
-            i, j = np.searchsorted(head, counts["i"]), np.searchsorted(head, counts["j"])
-            gram[i, j] = counts["count"]
-            gram[j, i] = counts["count"]
+        started = time.perf_counter()
+        found = 0
+        with spark_step("EASE: co-occurrence on Spark"):
+            for counts in _collect(pair_counts, "i", size * (size - 1) // 2, "EASE: co-occurrence", progress):
+                i, j = np.searchsorted(head, counts["i"]), np.searchsorted(head, counts["j"])
+                gram[i, j] = counts["n"]
+                gram[j, i] = counts["n"]
+                found += len(i)
+        log.info("EASE: %s co-occurring pairs of %s media counted on Spark in %.1f s",
+                 found, size, time.perf_counter() - started)
         gram[np.diag_indices(size)] = self.likes()[head]
         return gram
 
     def cosine(self, row_sets: list[np.ndarray | None], progress: bool) -> list[neighbours.Table]:
         """neighbours.cosine_neighbours of each set of rows, from one Spark job over their union."""
-        from pyspark.sql import Window
         from pyspark.sql import functions as F
 
         s = self._settings
@@ -347,9 +385,9 @@ class SparkSums:
         given = [rows for rows in row_sets if rows is not None]
         every = len(given) < len(row_sets)
         rows = np.unique(np.concatenate(given)) if given else np.zeros(0, np.int64)
-        if keep <= 0 or not self._read.positives.any() or (not every and len(rows) == 0):
+        if keep <= 0 or not self._positives.any() or (not every and len(rows) == 0):
             return [_empty() for _ in row_sets]
-        positive = self._read.pairs.where("positive").select("user_id", "m")
+        positive = self._positive
         if every:
             seed = F.col("m")
         else:
@@ -369,7 +407,7 @@ class SparkSums:
             .agg(F.sum("w").alias("sum"))
         )
         counts = self._read.spark.createDataFrame(
-            [(int(m), int(n)) for m, n in enumerate(self._read.positives.tolist()) if n], "m int, n long"
+            [(int(m), int(n)) for m, n in enumerate(self._positives.tolist()) if n], "m int, n long"
         )
         norm_i = F.broadcast(counts.select(F.col("m").alias("i"), F.sqrt(F.col("n").cast("double")).alias("norm_i")))
         norm_j = F.broadcast(counts.select(F.col("m").alias("j"), F.sqrt(F.col("n").cast("double")).alias("norm_j")))
@@ -379,21 +417,64 @@ class SparkSums:
             .select("i", "j", (F.col("sum") / (F.col("norm_i") * F.col("norm_j") + F.lit(float(s.shrinkage)))).alias("sim"))
             .where(F.col("sim") > 0)
         )
-        rank = F.row_number().over(Window.partitionBy("i").orderBy(F.col("sim").desc(), F.col("j")))
-        top = similarity.select("i", "j", "sim", rank.alias("rank")).where(F.col("rank") <= keep).select("i", "j", "sim")
+        top = _top(similarity, keep, self._read.spark.version)
         started = time.perf_counter()
         with spark_step("cosine neighbours on Spark"):
-            found = _arrays(top)
+            parts = list(_collect(top, "i", (media_count if every else len(rows)) * keep, "cosine neighbours", progress))
+        media = np.concatenate([np.zeros(0, np.int32)] + [part["i"].astype(np.int32) for part in parts])
+        idx = np.concatenate([np.zeros(0, np.int32)] + [part["j"].astype(np.int32) for part in parts])
+        sim = np.concatenate([np.zeros(0, np.float32)] + [part["sim"].astype(np.float32) for part in parts])
         log.info("cosine: %s neighbours of %s media found on Spark in %.1f s",
-                 len(found.get("i", ())), "every" if every else len(rows), time.perf_counter() - started)
-        media = found.get("i", np.zeros(0, np.int32)).astype(np.int32)
-        idx = found.get("j", np.zeros(0, np.int32)).astype(np.int32)
-        sim = found.get("sim", np.zeros(0, np.float64)).astype(np.float32)
+                 len(media), "every" if every else len(rows), time.perf_counter() - started)
         tables = []
         for rows_set in row_sets:
             mask = np.ones(len(media), dtype=bool) if rows_set is None else np.isin(media, rows_set)
             tables.append((media[mask], idx[mask], sim[mask]))
         return tables
+
+
+# max_by's k: at most this (Spark's limit), and only from Spark 4.2.
+MAX_BY_K = 100_000
+
+
+def _top(similarity, keep: int, spark_version: str):
+    """Per media i, its `keep` neighbours j of the largest `sim`, ties to the lower j, as rows
+    (i, j, sim). From Spark 4.2, max_by(…, k) keeps a bounded top k per i while it aggregates
+    (before the shuffle, and without sorting); before, a window ranks every pair of each i."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    major, minor = (int(part) for part in spark_version.split(".")[:2])
+    if (major, minor) >= (4, 2) and keep <= MAX_BY_K:
+        order = F.struct(F.col("sim"), (-F.col("j")).alias("lower_j"))  # sim descending, then j ascending
+        best = F.max_by(F.struct("j", "sim"), order, keep)
+        return similarity.groupBy("i").agg(best.alias("top")).select("i", F.inline("top"))
+    rank = F.row_number().over(Window.partitionBy("i").orderBy(F.col("sim").desc(), F.col("j")))
+    return similarity.select("i", "j", "sim", rank.alias("rank")).where(F.col("rank") <= keep).select("i", "j", "sim")
+
+
+def _collect(frame, key: str, at_most: int, what: str, progress: bool):
+    """A DataFrame's rows (`at_most` of them at most) to the driver, as dicts of numpy arrays,
+    about COLLECT_ROWS rows at a time (slices by `key` modulo), so that the driver's JVM holds
+    one slice, not the whole result. A larger result is computed once (cached), counted, then
+    collected slice by slice."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    if at_most <= COLLECT_ROWS:
+        found = _arrays(frame)
+        if len(found.get(key, ())):
+            yield found
+        return
+    frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        slices = max(1, -(-frame.count() // COLLECT_ROWS))
+        for part in tqdm(range(slices), desc=what, unit=" slices", disable=not progress):
+            found = _arrays(frame.where(F.col(key) % slices == part))
+            if len(found.get(key, ())):
+                yield found
+    finally:
+        frame.unpersist()
 
 
 def _empty() -> neighbours.Table:

@@ -9,6 +9,7 @@ session for the module: starting one takes 5 to 10 s.
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import time
@@ -89,25 +90,33 @@ def published(settings, engine=None):
     return model
 
 
-def by_row(model):
-    """{media index: {neighbour index: weight}} of a loaded model."""
-    counts = np.diff(model.neighbour_indptr)
-    media = np.repeat(np.arange(len(counts)), counts)
+def by_row(media, idx, weight):
+    """{media index: {neighbour index: weight}} of a neighbour table."""
     rows: dict[int, dict[int, float]] = {}
-    for m, j, w in zip(media.tolist(), model.neighbour_idx.tolist(), model.neighbour_similarity.tolist()):
+    for m, j, w in zip(media.tolist(), idx.tolist(), weight.tolist()):
         rows.setdefault(m, {})[j] = w
     return rows
 
 
+def model_rows(model):
+    counts = np.diff(model.neighbour_indptr)
+    return by_row(np.repeat(np.arange(len(counts)), counts), model.neighbour_idx, model.neighbour_similarity)
+
+
 def assert_same_model(expected_model, model, k):
-    """The same media, counts and popularity (1e-6 relative); per media the same number of
-    neighbours, every one above the k-th weight in both, the others tied at the k-th, and the
-    weights of the neighbours in both within 1e-9. Returns (weights compared, largest difference)."""
+    """The same media, counts and popularity (1e-6 relative), and the same neighbours
+    (`assert_same_neighbours`). Returns (weights compared, largest difference)."""
     assert np.array_equal(model.media_ids, expected_model.media_ids)
     for count in ("interactions_count", "users_count", "media_count", "neighbours_count", "newest_interaction"):
         assert getattr(model.info, count) == getattr(expected_model.info, count), count
     np.testing.assert_allclose(model.popularity, expected_model.popularity, rtol=1e-6, atol=0)
-    expected, got = by_row(expected_model), by_row(model)
+    return assert_same_neighbours(model_rows(expected_model), model_rows(model), k)
+
+
+def assert_same_neighbours(expected, got, k):
+    """Per media (`by_row`) the same number of neighbours, every one above the k-th weight in
+    both, the others tied at the k-th, and the weights of the neighbours in both within 1e-9.
+    Returns (weights compared, largest difference)."""
     assert expected.keys() == got.keys()
     compared = 0
     worst = 0.0
@@ -116,7 +125,6 @@ def assert_same_model(expected_model, model, k):
         assert len(spark_neighbours) == len(neighbours_of), media
         if len(neighbours_of) < k:  # every neighbour with a weight: no tie left any out
             assert spark_neighbours.keys() == neighbours_of.keys(), media
-            kth = None
         else:  # ties at the k-th weight may keep either
             kth = min(abs(w) for w in neighbours_of.values())
             assert abs(kth - min(abs(w) for w in spark_neighbours.values())) <= 1e-9, media
@@ -154,26 +162,52 @@ def test_spark_over_jdbc_publishes_the_numpy_model(urls, spark, numpy_model):
           f"largest difference {worst:.2e}")
 
 
-def test_a_parquet_snapshot_reads_as_the_database(urls, spark, tmp_path):
-    """--source parquet: a snapshot of the interaction table (written by Spark from JDBC) gives
-    the numpy engine's counts, per-media likes and positive users, and popularity; the rest of
-    the build is the JDBC test's."""
+@pytest.fixture(scope="module")
+def parquet_reads(urls, spark, tmp_path_factory):
+    """ml-latest-small read by Spark from a Parquet snapshot of the interaction table (written by
+    Spark from JDBC), and by the numpy engine from the database: (Spark's read, numpy's read)."""
     jdbc_url, properties = spark_engine.jdbc_options(urls.engagement)
-    snapshot = str(tmp_path / "interaction.parquet")
+    snapshot = str(tmp_path_factory.mktemp("snapshot") / "interaction.parquet")
     spark.read.jdbc(jdbc_url, "interaction", properties={**properties, "preferTimestampNTZ": "true"}).write.parquet(snapshot)
-    settings = settings_for(urls)
-    weights = InteractionWeights.of(settings)
-    with jobs.offline_databases(settings, "test") as databases:
+    weights = InteractionWeights.of(settings_for(urls))
+    with jobs.offline_databases(settings_for(urls), "test") as databases:
         ids = CatalogRepository(databases.catalog).live_media().ids
         expected = NumpyEngine(EngagementRepository(databases.engagement, weights)).read(ids, False)
-    read = spark_engine.SparkEngine(spark, spark_engine.ParquetSource(snapshot), weights).read(ids, False)
+    return spark_engine.SparkEngine(spark, spark_engine.ParquetSource(snapshot), weights).read(ids, False), expected
+
+
+def test_a_parquet_snapshot_reads_as_the_database(urls, parquet_reads):
+    """--source parquet: the numpy engine's counts, per-media likes and positive users, and
+    popularity; the rest of the build is the JDBC test's."""
+    read, expected = parquet_reads
     assert (read.interactions_count, read.users_count, read.newest) == (
         expected.interactions_count, expected.users_count, expected.newest)
     interactions = expected.interactions
-    assert np.array_equal(read.likes, np.bincount(interactions.media[interactions.liked], minlength=len(ids)))
-    assert np.array_equal(read.positives, np.bincount(interactions.media[interactions.positive], minlength=len(ids)))
-    half_life = settings.popularity_half_life_days
+    media_count = len(read.likes)
+    assert np.array_equal(read.likes, np.bincount(interactions.media[interactions.liked], minlength=media_count))
+    assert np.array_equal(read.positives, np.bincount(interactions.media[interactions.positive], minlength=media_count))
+    half_life = settings_for(urls).popularity_half_life_days
     np.testing.assert_allclose(read.popularity(half_life), expected.popularity(half_life), rtol=1e-6, atol=0)
+
+
+def test_a_user_cap_builds_the_same_table(parquet_reads, monkeypatch):
+    """NEIGHBOURS_USER_CAP: both engines count each user's 60 most recent liked and positive
+    media (most of ml-latest-small's users have more), and build the same table. Spark ranks the
+    neighbours with a window here, as before Spark 4.2 (the JDBC test: with max_by), and its
+    results reach the driver in slices of at most 100,000 rows."""
+    monkeypatch.setattr(spark_engine, "COLLECT_ROWS", 100_000)
+    monkeypatch.setattr(spark_engine, "MAX_BY_K", 0)
+    read, expected = parquet_reads
+    interactions = expected.interactions
+    per_user = np.bincount(interactions.user[interactions.positive])
+    assert (per_user > 60).mean() > 0.5  # the cap binds for most users
+    settings = dataclasses.replace(jobs.neighbour_settings(settings_for(None)), user_cap=60, ease_media=2_000)
+    want = neighbours.assemble(expected.sums(settings), settings, False)
+    got = neighbours.assemble(read.sums(settings), settings, False)
+    uncapped = neighbours.assemble(expected.sums(dataclasses.replace(settings, user_cap=0)), settings, False)
+    assert len(want[0]) != len(uncapped[0])  # the cap changes the table
+    compared, worst = assert_same_neighbours(by_row(*want), by_row(*got), settings.k)
+    print(f"user cap 60: {compared} of {len(got[0])} neighbour weights in both, largest difference {worst:.2e}")
 
 
 def run_cli(*args, **env):

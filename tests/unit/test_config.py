@@ -37,6 +37,7 @@ def test_defaults_are_the_documented_weights():
         ("LOG_LEVEL", "LOUD", "LOG_LEVEL='LOUD' is not one of"),
         ("NEIGHBOURS_SHRINKAGE", "-1", "NEIGHBOURS_SHRINKAGE"),
         ("NEIGHBOURS_USER_DAMPING", "-0.5", "NEIGHBOURS_USER_DAMPING"),
+        ("NEIGHBOURS_USER_CAP", "-1", "NEIGHBOURS_USER_CAP"),
         ("HISTORY_WEIGHTING", "loud", "HISTORY_WEIGHTING"),
     ],
 )

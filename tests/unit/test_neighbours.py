@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from services.neighbours import NeighbourSettings, build, cosine_neighbours, ease_neighbours, binary_matrix
+from services.neighbours import NeighbourSettings, binary_matrix, build, cosine_neighbours, ease_neighbours, most_recent
 
 
 def interactions(pairs, users, media=4):
@@ -129,3 +129,14 @@ def test_media_without_positive_users_get_no_neighbours_and_no_one_is_their_own(
     for ease_media in (0, 2, 10):
         found = table(build(positive, liked, settings(ease_media=ease_media), progress=False))
         assert found and all(m not in (3, 4) and m != n for m, n in found), ease_media
+
+
+def test_a_user_cap_keeps_each_users_most_recent_pairs_ties_to_the_lower_media():
+    user = np.array([0, 0, 0, 0, 1, 1, 2])
+    media = np.array([5, 3, 9, 1, 4, 2, 7])
+    newest = np.array([10, 30, 20, 30, 5, 5, 1])
+    # user 0: media 1 and 3 tie as newest (30), then 9 (20), then 5; user 1: 2 and 4 tie
+    assert most_recent(user, media, newest, 3).tolist() == [False, True, True, True, True, True, True]
+    assert most_recent(user, media, newest, 1).tolist() == [False, False, False, True, False, True, True]
+    assert most_recent(user, media, newest, 0).all()  # 0: no cap
+    assert most_recent(user[:0], media[:0], newest[:0], 2).tolist() == []

@@ -1,0 +1,232 @@
+"""The refresh on each engine at growing sizes: `python -m bench.refresh_engines` (`make bench-refresh`).
+
+For each size (--sizes, interactions; users and media scaled with them at MovieLens-25M's
+ratios, 162,000 users and 59,000 media per 25M interactions):
+
+1. an embedded PostgreSQL in --pgdata/<size>, listening on 127.0.0.1 too (JDBC needs TCP),
+   with `generate-synthetic` data (generated once: the directory is kept for the next run);
+2. `python -m ml_service refresh --force` (numpy), then the same with `--engine spark --master
+   local[N]` and the --spark-conf settings, each a fresh process, the server idle in between;
+3. each run's wall time, CPU time and peak memory: the resident memory of the command's whole
+   process tree (Spark's JVM included), sampled every 0.2 s.
+
+The report (--output) has one row per size and engine, the Spark/numpy ratios of each size,
+and how each figure grows from size to size. Runs are sequential: numpy and Spark of one size
+share the machine's state, so their ratio is the figure to read on a shared, noisy machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psutil
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+USERS_PER_INTERACTION = 162_000 / 25_000_000
+MEDIA_PER_INTERACTION = 59_000 / 25_000_000
+SAMPLE_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class Run:
+    engine: str
+    interactions: int
+    returncode: int
+    wall: float
+    cpu: float
+    peak_rss: int
+    last_line: str
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.refresh_engines", description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="1M,5M,25M", help="interactions per size, e.g. 1M,5M,25M (default: %(default)s)")
+    parser.add_argument("--pgdata", type=Path, default=ROOT.parent / "bench-data" / "refresh",
+                        help="where each size's database is kept (default: %(default)s)")
+    parser.add_argument("--engines", default="numpy,spark", help="default: %(default)s")
+    parser.add_argument("--cores", type=int, default=2, help="Spark's local[N] (default: %(default)s)")
+    parser.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE",
+                        help="passed to refresh --conf (repeatable), e.g. spark.driver.memory=8g")
+    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds a refresh may take (default: %(default)s)")
+    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS-refresh-engines.md")
+    args = parser.parse_args(argv)
+    sizes = [parse_size(size) for size in args.sizes.split(",")]
+    engines = args.engines.split(",")
+    env_settings = {name: os.environ[name] for name in ("NEIGHBOURS_USER_CAP", "EASE_MEDIA", "NEIGHBOURS_K")
+                    if os.environ.get(name)}
+    runs: list[Run] = []
+    for interactions in sizes:
+        with database(args.pgdata / label(interactions), interactions) as env:
+            for engine in engines:
+                command = [sys.executable, "-m", "ml_service", "refresh", "--force"]
+                if engine == "spark":
+                    command += ["--engine", "spark", "--master", f"local[{args.cores}]"]
+                    for item in args.spark_conf:
+                        command += ["--conf", item]
+                print(f"{label(interactions)} {engine}: {' '.join(command[1:])}", flush=True)
+                run = measure(engine, interactions, command, env, args.timeout)
+                print(f"  {'ok' if run.returncode == 0 else f'FAILED ({run.returncode})'} in {run.wall:.1f} s, "
+                      f"peak {run.peak_rss / 2**20:,.0f} MiB: {run.last_line}", flush=True)
+                runs.append(run)
+        args.output.write_text(report(runs, args, env_settings))  # after each size: a long run keeps its figures
+    print(f"wrote {args.output}")
+    return 0 if all(run.returncode == 0 for run in runs) else 1
+
+
+def parse_size(text: str) -> int:
+    text = text.strip().upper()
+    factor = {"K": 1_000, "M": 1_000_000, "B": 1_000_000_000}.get(text[-1:], 1)
+    return int(float(text.rstrip("KMB")) * factor)
+
+
+def label(interactions: int) -> str:
+    return f"{interactions / 1e6:g}M" if interactions >= 1_000_000 else f"{interactions / 1e3:g}K"
+
+
+class database:
+    """The size's embedded PostgreSQL (data generated on first use), on a Unix socket and 127.0.0.1;
+    the environment a refresh needs to reach it over TCP. Stopped on exit, its data kept."""
+
+    def __init__(self, pgdata: Path, interactions: int) -> None:
+        self.pgdata = pgdata.resolve()
+        self.interactions = interactions
+
+    def __enter__(self) -> dict[str, str]:
+        from database.embedded import create_databases, start_embedded
+        from database.schema import apply_schema
+
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        self.server = start_embedded(self.pgdata, cleanup_mode=None)
+        from pgserver._commands import pg_ctl  # after start_embedded: it gives pgserver its runtime directory
+
+        self.pg_ctl = pg_ctl
+        with psycopg.connect(self.server.get_uri(), autocommit=True) as conn:
+            for name, value in {"fsync": "off", "shared_buffers": "2GB", "maintenance_work_mem": "1GB",
+                                "max_wal_size": "8GB"}.items():
+                conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+        port = free_port()
+        pg_ctl(["-w", "restart", "-m", "fast", "-o", f"-h 127.0.0.1 -p {port}"], pgdata=self.pgdata,
+               user=self.server.system_user, timeout=300)
+        urls = create_databases(TcpServer(f"postgresql://postgres@127.0.0.1:{port}/postgres"))
+        apply_schema(urls, sources=True)
+        with psycopg.connect(urls.engagement) as conn:
+            have = conn.execute("SELECT count(*) FROM interaction").fetchone()[0]
+        if have == 0:
+            from services.synthetic import generate_synthetic
+
+            users = round(self.interactions * USERS_PER_INTERACTION)
+            media = round(self.interactions * MEDIA_PER_INTERACTION)
+            print(f"generating {label(self.interactions)} interactions ({users:,} users, {media:,} media)", flush=True)
+            generate_synthetic(urls, users, media, self.interactions, progress=sys.stderr.isatty())
+        elif have != self.interactions:
+            raise SystemExit(f"{self.pgdata} holds {have:,} interactions, not {self.interactions:,}: delete it or pick its size")
+        with psycopg.connect(urls.engagement, autocommit=True) as conn:
+            conn.execute("VACUUM ANALYZE interaction")
+        return {**os.environ, "USER_DB_URL": urls.user, "CATALOG_DB_URL": urls.catalog,
+                "ENGAGEMENT_DB_URL": urls.engagement, "MODEL_DB_URL": urls.model}
+
+    def __exit__(self, *exc) -> None:
+        # pgserver knows the server it started, not the one pg_ctl restarted: stop that one.
+        self.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self.server.system_user, timeout=120)
+
+
+@dataclass(frozen=True)
+class TcpServer:
+    """database.embedded.create_databases's server, reached over TCP."""
+
+    admin: str
+
+    def get_uri(self, database: str = "postgres") -> str:
+        return psycopg.conninfo.make_conninfo(self.admin, dbname=database)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def measure(engine: str, interactions: int, command: list[str], env: dict[str, str], timeout: float) -> Run:
+    """Run `command`; its wall time, CPU time and the peak resident memory of its process tree."""
+    started = time.monotonic()
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
+    reader.start()
+    root = psutil.Process(process.pid)
+    peak = 0
+    cpu: dict[int, float] = {}
+    while process.poll() is None:
+        if time.monotonic() - started > timeout:
+            for child in root.children(recursive=True):
+                child.kill()
+            process.kill()
+            break
+        rss = 0
+        for proc in [root, *root.children(recursive=True)]:
+            try:
+                with proc.oneshot():
+                    rss += proc.memory_info().rss
+                    times = proc.cpu_times()
+                    cpu[proc.pid] = times.user + times.system
+            except psutil.Error:
+                pass  # exited meanwhile
+        peak = max(peak, rss)
+        time.sleep(SAMPLE_SECONDS)
+    process.wait()
+    wall = time.monotonic() - started
+    reader.join(5)
+    text = [line.strip() for line in lines if line.strip()]
+    return Run(engine, interactions, process.returncode, wall, sum(cpu.values()), peak, text[-1] if text else "")
+
+
+def report(runs: list[Run], args, env_settings: dict[str, str]) -> str:
+    gib = 2**30
+    out = [
+        "# The refresh on each engine (bench/refresh_engines.py)",
+        "",
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {platform.node()}, {os.cpu_count()} cores, "
+        f"{psutil.virtual_memory().total / gib:.0f} GiB; Python {platform.python_version()}",
+        "",
+        f"Command: `python -m bench.refresh_engines {' '.join(sys.argv[1:])}`; model settings: "
+        + (", ".join(f"{k}={v}" for k, v in env_settings.items()) or "the defaults"),
+        "",
+        "| interactions | engine | wall | CPU | peak memory (process tree) | result |",
+        "| --- | --- | ---: | ---: | ---: | --- |",
+    ]
+    for run in runs:
+        result = "published" if run.returncode == 0 else f"**failed** ({run.returncode}): {run.last_line[:200]}"
+        out.append(f"| {label(run.interactions)} | {run.engine} | {run.wall:,.1f} s | {run.cpu:,.0f} s | "
+                   f"{run.peak_rss / gib:.2f} GiB | {result} |")
+    by = {(run.interactions, run.engine): run for run in runs if run.returncode == 0}
+    sizes = sorted({run.interactions for run in runs})
+    out += ["", "Spark / numpy, per size (same run):", "", "| interactions | wall | peak memory |", "| --- | ---: | ---: |"]
+    for size in sizes:
+        if (size, "numpy") in by and (size, "spark") in by:
+            numpy_run, spark_run = by[size, "numpy"], by[size, "spark"]
+            out.append(f"| {label(size)} | {spark_run.wall / numpy_run.wall:.1f}× | {spark_run.peak_rss / numpy_run.peak_rss:.1f}× |")
+    out += ["", "Growth from the previous size (data × the factor in the first column):", "",
+            "| from → to | data | engine | wall | peak memory |", "| --- | ---: | --- | ---: | ---: |"]
+    for before, after in zip(sizes, sizes[1:]):
+        for engine in ("numpy", "spark"):
+            if (before, engine) in by and (after, engine) in by:
+                a, b = by[before, engine], by[after, engine]
+                out.append(f"| {label(before)} → {label(after)} | {after / before:g}× | {engine} | "
+                           f"{b.wall / a.wall:.1f}× | {b.peak_rss / a.peak_rss:.1f}× |")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
