@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="passed to refresh --conf (repeatable), e.g. spark.driver.memory=8g")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds a refresh may take (default: %(default)s)")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS-refresh-engines.md")
+    parser.add_argument("--logs", type=Path, default=ROOT / "bench" / "out" / "refresh-engines",
+                        help="each run's whole output, as <size>-<engine>.log (default: %(default)s)")
     args = parser.parse_args(argv)
     sizes = [parse_size(size) for size in args.sizes.split(",")]
     engines = args.engines.split(",")
@@ -74,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
                     for item in args.spark_conf:
                         command += ["--conf", item]
                 print(f"{label(interactions)} {engine}: {' '.join(command[1:])}", flush=True)
-                run = measure(engine, interactions, command, env, args.timeout)
+                run = measure(engine, interactions, command, env, args.timeout,
+                              args.logs / f"{label(interactions)}-{engine}.log")
                 print(f"  {'ok' if run.returncode == 0 else f'FAILED ({run.returncode})'} in {run.wall:.1f} s, "
                       f"peak {run.peak_rss / 2**20:,.0f} MiB: {run.last_line}", flush=True)
                 runs.append(run)
@@ -158,8 +161,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def measure(engine: str, interactions: int, command: list[str], env: dict[str, str], timeout: float) -> Run:
-    """Run `command`; its wall time, CPU time and the peak resident memory of its process tree."""
+def measure(engine: str, interactions: int, command: list[str], env: dict[str, str], timeout: float, log: Path) -> Run:
+    """Run `command`; its wall time, CPU time and the peak resident memory of its process tree.
+    Its output (the refresh logs each step's time) goes to `log`."""
     started = time.monotonic()
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
@@ -173,6 +177,7 @@ def measure(engine: str, interactions: int, command: list[str], env: dict[str, s
             for child in root.children(recursive=True):
                 child.kill()
             process.kill()
+            lines.append(f"stopped after {timeout:.0f} s (--timeout)\n")
             break
         rss = 0
         for proc in [root, *root.children(recursive=True)]:
@@ -188,6 +193,8 @@ def measure(engine: str, interactions: int, command: list[str], env: dict[str, s
     process.wait()
     wall = time.monotonic() - started
     reader.join(5)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("".join(lines))
     text = [line.strip() for line in lines if line.strip()]
     return Run(engine, interactions, process.returncode, wall, sum(cpu.values()), peak, text[-1] if text else "")
 
