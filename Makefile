@@ -65,10 +65,11 @@ BENCH_PGDATA ?= ../bench-data/pg
 bench-25m: setup
 	$(BIN)/python -m bench.run --data synthetic --pgdata $(BENCH_PGDATA) $(BENCH_ARGS)
 
-# The refresh on each engine (numpy, Spark local[2]) at 1M, 5M and 25M synthetic interactions
-# (generated once into ../bench-data/refresh; ~1 h in all); writes bench/RESULTS-refresh-engines.md.
+# The refresh on each engine (numpy, Spark local[2] with a 12 GB heap) at 1M, 5M and 25M synthetic
+# interactions (generated once into ../bench-data/refresh; about an hour); writes
+# bench/RESULTS-refresh-engines.md.
 bench-refresh: setup
-	$(BIN)/python -m bench.refresh_engines $(BENCH_ARGS)
+	$(BIN)/python -m bench.refresh_engines --spark-conf spark.driver.memory=12g $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .demo .bench .pytest_cache .container-tools

@@ -46,6 +46,11 @@ JDBC_DRIVER = "org.postgresql.Driver"
 MISSING = "pyspark is not installed: pip install -r requirements-spark.txt"
 # Interaction rows per JDBC partition (each a range of `id` read by one task).
 ROWS_PER_PARTITION = 2_000_000
+# The stages that emit each user's pairs of media run in this many tasks per core of the
+# cluster (spark.default.parallelism). Their input, a list per user, is small, so adaptive
+# execution would coalesce it into a few tasks, each then emitting billions of pairs (at 25M
+# interactions: 5 tasks, whatever the cluster's size) and spilling its aggregation to disk.
+PAIR_TASKS_PER_CORE = 4
 # Rows collected to the driver at a time (services/spark_engine._collect): about 60 MB of
 # Arrow on the driver's JVM heap, whose default (spark.driver.memory) is 1 GB.
 COLLECT_ROWS = 4_000_000
@@ -91,6 +96,9 @@ def spark_step(what: str):
         yield
     except Py4JJavaError as error:
         reason = _first_line(str(error.java_exception.toString()))
+        if JDBC_DRIVER in reason and "ClassNotFoundException" in reason:
+            # spark-submit starts the driver's JVM before spark.jars is set: the jar must be named to it
+            reason += f" (under spark-submit, name the jar with --jars {JDBC_JAR})"
         raise RefreshFailed(f"{what} failed: {reason}; nothing was published") from error
     except (PySparkException, Py4JError) as error:
         raise RefreshFailed(f"{what} failed: {_first_line(str(error))}; nothing was published") from error
@@ -343,6 +351,10 @@ class SparkSums:
             counts[found["m"]] = found["count"]
         return counts
 
+    def _spread(self, lists):
+        """`lists` (a row per user) in PAIR_TASKS_PER_CORE tasks per core of the cluster."""
+        return lists.repartition(self._read.spark.sparkContext.defaultParallelism * PAIR_TASKS_PER_CORE)
+
     def _indices(self, values: np.ndarray):
         from pyspark.sql import functions as F
 
@@ -355,7 +367,7 @@ class SparkSums:
         lists = self._liked.join(self._indices(head), "m").groupBy("user_id").agg(F.array_sort(F.collect_list("m")).alias("ms"))
         # Each pair i < j once (XᵀX is symmetric): i at position p with every media after it.
         pair_counts = (
-            lists.select(F.posexplode("ms").alias("p", "i"), "ms")
+            self._spread(lists).select(F.posexplode("ms").alias("p", "i"), "ms")
             .select("i", F.explode(F.expr("slice(ms, p + 2, size(ms) - p - 1)")).alias("j"))
             .groupBy("i", "j")
             .agg(F.count(F.lit(1)).cast("int").alias("n"))
@@ -399,7 +411,7 @@ class SparkSums:
         else:
             weight = F.lit(1.0)
         sums = (
-            lists.where(F.size("seeds") > 0)
+            self._spread(lists.where(F.size("seeds") > 0))
             .select(F.explode("seeds").alias("i"), "all", weight.alias("w"))
             .select("i", F.explode("all").alias("j"), "w")
             .where(F.col("i") != F.col("j"))

@@ -223,6 +223,8 @@ def test_command_line_failures_are_one_line(urls):
         (("--engine", "spark", "--source", "parquet"), "--source parquet needs the snapshot's PATH"),
         (("--engine", "spark", "--source", "parquet", "/nonexistent/x.parquet"), "does not exist"),
         (("--master", "local[1]"), "are for --engine spark"),
+        (("--conf", "spark.driver.memory=2g"), "are for --engine spark"),
+        (("--engine", "spark", "--conf", "spark.driver.memory"), "--conf takes KEY=VALUE, not 'spark.driver.memory'"),
     ]
     for args, message in cases:
         done = run_cli(*args, **env)
