@@ -7,7 +7,8 @@ builds the table from them with the same code (services/neighbours.assemble):
 1. the interactions, from engagement_db over JDBC in parallel ranges of `id`, or from a Parquet
    snapshot of the `interaction` table, aggregated per (user, media) as
    EngagementRepository.user_media_pairs does, media not live in the catalog dropped;
-2. per media, its liked and its positive users (one number each, to the driver);
+2. per media, its liked and its positive users (one number each, to the driver); with
+   NEIGHBOURS_USER_CAP, steps 2 to 4 count each user's most recent pairs only;
 3. the co-occurrence counts XᵀX of the EASE media (users liking both of a pair), to a dense
    matrix on the driver, where EASE's weights are computed as in-process: the same counts, so
    the same weights;
@@ -15,9 +16,12 @@ builds the table from them with the same code (services/neighbours.assemble):
    top k per media, to the driver;
 5. the decayed popularity counts per media.
 
+Large results reach the driver in slices (`_collect`), so that its JVM holds one at a time.
+
 pyspark is optional (requirements-spark.txt): only this module imports it, and only the
 `--engine spark` refresh imports this module. The PostgreSQL JDBC driver is a jar on the driver
-machine (Debian: libpostgresql-jdbc-java), given to Spark as `spark.jars`.
+machine (Debian: libpostgresql-jdbc-java), given to Spark as `spark.jars` (under spark-submit,
+as --jars).
 """
 
 from __future__ import annotations
@@ -54,6 +58,8 @@ PAIR_TASKS_PER_CORE = 4
 # Rows collected to the driver at a time (services/spark_engine._collect): about 60 MB of
 # Arrow on the driver's JVM heap, whose default (spark.driver.memory) is 1 GB.
 COLLECT_ROWS = 4_000_000
+# max_by's k (the top k, `_top`): at most this (Spark's limit), and only from Spark 4.2.
+MAX_BY_K = 100_000
 # Microseconds from 1970-01-01 to 2000-01-01 (PostgreSQL's epoch, services/refresh.py's `newest`).
 POSTGRES_EPOCH_MICROS = 946_684_800 * 1_000_000
 
@@ -443,10 +449,6 @@ class SparkSums:
             mask = np.ones(len(media), dtype=bool) if rows_set is None else np.isin(media, rows_set)
             tables.append((media[mask], idx[mask], sim[mask]))
         return tables
-
-
-# max_by's k: at most this (Spark's limit), and only from Spark 4.2.
-MAX_BY_K = 100_000
 
 
 def _top(similarity, keep: int, spark_version: str):
