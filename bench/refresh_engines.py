@@ -18,6 +18,7 @@ share the machine's state, so their ratio is the figure to read on a shared, noi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import subprocess
@@ -96,30 +97,27 @@ def label(interactions: int) -> str:
     return f"{interactions / 1e6:g}M" if interactions >= 1_000_000 else f"{interactions / 1e3:g}K"
 
 
-class database:
-    """The size's embedded PostgreSQL (data generated on first use), on a Unix socket and 127.0.0.1;
-    the environment a refresh needs to reach it over TCP. Stopped on exit, its data kept."""
+@contextlib.contextmanager
+def database(pgdata: Path, interactions: int):
+    """The size's embedded PostgreSQL in `pgdata` (data generated on first use), listening on
+    127.0.0.1 too; yields the environment a refresh needs to reach it over TCP. Stopped at the
+    end, its data kept."""
+    from database.embedded import create_databases, start_embedded
+    from database.schema import apply_schema
 
-    def __init__(self, pgdata: Path, interactions: int) -> None:
-        self.pgdata = pgdata.resolve()
-        self.interactions = interactions
+    pgdata = pgdata.resolve()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    server = start_embedded(pgdata, cleanup_mode=None)
+    from pgserver._commands import pg_ctl  # after start_embedded: it gives pgserver its runtime directory
 
-    def __enter__(self) -> dict[str, str]:
-        from database.embedded import create_databases, start_embedded
-        from database.schema import apply_schema
-
-        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
-        self.server = start_embedded(self.pgdata, cleanup_mode=None)
-        from pgserver._commands import pg_ctl  # after start_embedded: it gives pgserver its runtime directory
-
-        self.pg_ctl = pg_ctl
-        with psycopg.connect(self.server.get_uri(), autocommit=True) as conn:
-            for name, value in {"fsync": "off", "shared_buffers": "2GB", "maintenance_work_mem": "1GB",
-                                "max_wal_size": "8GB"}.items():
-                conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
-        port = free_port()
-        pg_ctl(["-w", "restart", "-m", "fast", "-o", f"-h 127.0.0.1 -p {port}"], pgdata=self.pgdata,
-               user=self.server.system_user, timeout=300)
+    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+        for name, value in {"fsync": "off", "shared_buffers": "2GB", "maintenance_work_mem": "1GB",
+                            "max_wal_size": "8GB"}.items():
+            conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+    port = free_port()
+    pg_ctl(["-w", "restart", "-m", "fast", "-o", f"-h 127.0.0.1 -p {port}"], pgdata=pgdata,
+           user=server.system_user, timeout=300)
+    try:
         urls = create_databases(TcpServer(f"postgresql://postgres@127.0.0.1:{port}/postgres"))
         apply_schema(urls, sources=True)
         with psycopg.connect(urls.engagement) as conn:
@@ -127,20 +125,19 @@ class database:
         if have == 0:
             from services.synthetic import generate_synthetic
 
-            users = round(self.interactions * USERS_PER_INTERACTION)
-            media = round(self.interactions * MEDIA_PER_INTERACTION)
-            print(f"generating {label(self.interactions)} interactions ({users:,} users, {media:,} media)", flush=True)
-            generate_synthetic(urls, users, media, self.interactions, progress=sys.stderr.isatty())
-        elif have != self.interactions:
-            raise SystemExit(f"{self.pgdata} holds {have:,} interactions, not {self.interactions:,}: delete it or pick its size")
+            users = round(interactions * USERS_PER_INTERACTION)
+            media = round(interactions * MEDIA_PER_INTERACTION)
+            print(f"generating {label(interactions)} interactions ({users:,} users, {media:,} media)", flush=True)
+            generate_synthetic(urls, users, media, interactions, progress=sys.stderr.isatty())
+        elif have != interactions:
+            raise SystemExit(f"{pgdata} holds {have:,} interactions, not {interactions:,}: delete it or pick its size")
         with psycopg.connect(urls.engagement, autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE interaction")
-        return {**os.environ, "USER_DB_URL": urls.user, "CATALOG_DB_URL": urls.catalog,
-                "ENGAGEMENT_DB_URL": urls.engagement, "MODEL_DB_URL": urls.model}
-
-    def __exit__(self, *exc) -> None:
+        yield {**os.environ, "USER_DB_URL": urls.user, "CATALOG_DB_URL": urls.catalog,
+               "ENGAGEMENT_DB_URL": urls.engagement, "MODEL_DB_URL": urls.model}
+    finally:
         # pgserver knows the server it started, not the one pg_ctl restarted: stop that one.
-        self.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self.server.system_user, timeout=120)
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=server.system_user, timeout=120)
 
 
 @dataclass(frozen=True)
