@@ -321,15 +321,16 @@ class SparkSums:
         self._read = read
         self._settings = settings
         # As MatrixSums: the liked pairs, or the positive ones when nothing is liked.
+        any_liked = read.likes.any()
         self._positive = self._capped("positive")
-        self._liked = self._capped("liked") if read.likes.any() else self._positive
+        self._liked = self._capped("liked") if any_liked else self._positive
         if settings.user_cap:
             with spark_step("capping each user's media on Spark"):
                 self._positives = self._per_media(self._positive)
-                self._likes = self._per_media(self._liked) if read.likes.any() else self._positives
+                self._likes = self._per_media(self._liked) if any_liked else self._positives
         else:
             self._positives = read.positives
-            self._likes = read.likes if read.likes.any() else read.positives
+            self._likes = read.likes if any_liked else read.positives
 
     def likes(self) -> np.ndarray:
         return self._likes

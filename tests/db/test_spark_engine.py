@@ -30,7 +30,7 @@ from services.refresh import NumpyEngine, RefreshFailed
 from tests.conftest import MOVIELENS_DIR, ROOT, Server, database_env, free_port, settings_for
 
 # pyspark is required, not skipped without: make test installs requirements-spark.txt.
-from pyspark.sql import SparkSession  # noqa: E402
+import pyspark.sql  # noqa: E402,F401
 
 
 @pytest.fixture(scope="module")
@@ -66,16 +66,8 @@ def urls(tcp_server):
 
 @pytest.fixture(scope="module")
 def spark():
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("ml-service tests")
-        .config("spark.jars", spark_engine.JDBC_JAR)
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.shuffle.partitions", "4")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .getOrCreate()
-    )
+    # The command's own session (the JDBC jar, UTC), with fewer shuffle partitions for small data.
+    session = spark_engine.start_session("local[2]", {"spark.sql.shuffle.partitions": "4", "spark.ui.enabled": "false"})
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
