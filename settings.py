@@ -101,6 +101,12 @@ class Settings:
     rate_limit_storage_url: str = ""
     # Comma-separated origins allowed by CORS (e.g. https://app.example.com); empty: no CORS headers.
     cors_origins: str = ""
+    # Answered pages (impressions, for experiments' reports) are kept this many days in the model
+    # database, in daily partitions dropped whole; 0 records none.
+    impression_retention_days: int = 30
+    # Impressions a worker holds for its writer while the model database is slow or down: beyond
+    # this, the oldest are dropped (and counted in ml_impressions_dropped_total).
+    impression_queue_size: int = 100_000
     log_level: str = "INFO"
     # How the offline commands (refresh, import, ...) log: "text" lines or "json" objects as
     # the service writes them. Gunicorn always logs JSON.
@@ -155,6 +161,8 @@ class Settings:
         logging_options({"LOG_LEVEL": self.log_level, "LOG_FORMAT": self.log_format})
         if not 0 <= self.model_max_shrink <= 1 or self.model_keep < 1:
             raise ConfigError("need 0 <= MODEL_MAX_SHRINK <= 1 and MODEL_KEEP >= 1")
+        if self.impression_retention_days < 0 or self.impression_queue_size < 1:
+            raise ConfigError("need IMPRESSION_RETENTION_DAYS >= 0 and IMPRESSION_QUEUE_SIZE >= 1")
         if self.model_reload_interval <= 0:
             raise ConfigError("MODEL_RELOAD_INTERVAL must be > 0")
         if self.request_deadline_ms < 100:

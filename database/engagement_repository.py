@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Iterator, Sequence
 from uuid import UUID
 
@@ -56,6 +57,23 @@ class EngagementRepository:
             )
             for user_id, media, values, disliked in rows
         }
+
+    def positive_interactions(
+        self, user_ids: Sequence[UUID], since: datetime, chunk_users: int = 10_000
+    ) -> Iterator[np.ndarray]:
+        """The LIKE and WATCH interactions of `user_ids` from `since` (UTC) on, as rows of
+        (user_id uuid, media_id uuid, at: microseconds since 2000-01-01), read in batched
+        `= ANY()` queries of `chunk_users` users (offline: the experiments report)."""
+        columns = [("user_id", "uuid"), ("media_id", "uuid"), ("at", "timestamp")]
+        with self._db.connection() as conn:
+            for start in range(0, len(user_ids), chunk_users):
+                yield from binary_copy.read_rows(
+                    conn,
+                    'SELECT user_id, media_id, "timestamp" FROM interaction'
+                    " WHERE user_id = ANY(%s) AND type IN ('LIKE', 'WATCH') AND \"timestamp\" > %s",
+                    columns,
+                    (list(user_ids[start:start + chunk_users]), since),
+                )
 
     def recently_popular_media(self, recent: int, limit: int, deadline: Deadline | None = None) -> list[tuple[UUID, int]]:
         """The `limit` media with most positive interactions among the `recent` newest ones, most first.

@@ -131,14 +131,17 @@ class ModelRepository:
         with self._db.connection() as conn:
             return _builds(conn)
 
-    def load(self, deadline: Deadline | None = None) -> ModelData | None:
-        """The serving model as arrays; None when none is published."""
+    def load(self, deadline: Deadline | None = None, version: int | None = None) -> ModelData | None:
+        """The serving model (or the kept model `version`) as arrays; None when there is none."""
         with self._db.connection(deadline) as conn, conn.transaction():
             # Loading runs in the background, off the request path: the request statement
             # timeout does not apply (at 25M interactions the neighbours are ~3M rows).
             conn.execute(f"SET LOCAL statement_timeout = {LOAD_TIMEOUT_MS}")
             try:
-                row = conn.execute(SERVING_BUILD).fetchone()
+                if version is None:
+                    row = conn.execute(SERVING_BUILD).fetchone()
+                else:
+                    row = conn.execute(f"SELECT {INFO_COLUMNS} FROM ml.model_builds WHERE version = %s", (version,)).fetchone()
             except psycopg.errors.UndefinedTable:
                 return None
             if row is None:
@@ -234,8 +237,9 @@ class ModelWriter:
         """Every kept model, newest first, and the serving version."""
         return _builds(self._conn)
 
-    def publish(self, model: NewModel, keep: int) -> int:
-        """Write `model` as a new version, make it the serving one, drop all but the last `keep`.
+    def publish(self, model: NewModel, keep: int, serve: bool = True) -> int:
+        """Write `model` as a new version, make it the serving one (unless not `serve`: it is
+        only kept, for an experiment's variant or a later `publish`), drop all but the last `keep`.
 
         The workers switch when they see ml.serving change (one UPDATE, so each loads either the
         old model or the whole new one). Returns the new version.
@@ -257,18 +261,20 @@ class ModelWriter:
                     model.build_seconds,
                 ),
             )
-            self._serve(version)
+            if serve:
+                self._serve(version)
         self._prune(keep)
         return version
 
-    def rollback(self, version: int | None = None) -> tuple[int, int]:
+    def rollback(self, version: int | None = None, allow_first: bool = False) -> tuple[int | None, int]:
         """Serve the kept model `version` (default: the newest one older than the serving one).
 
         Returns (previous serving version, new serving version). NoSuchModel when there is no
-        such kept model.
+        such kept model, or none serves yet (unless `allow_first`: `publish` of a model that
+        `refresh --no-publish` kept).
         """
         builds, serving = self.builds()
-        if serving is None:
+        if serving is None and not (allow_first and version is not None):
             raise NoSuchModel("no model is published yet")
         kept = [info.version for info in builds]
         if version is None:
@@ -278,6 +284,8 @@ class ModelWriter:
             version = earlier[0]
         elif version not in kept:
             raise NoSuchModel(f"version {version} is not kept (kept: {', '.join(map(str, kept))})")
+        elif version == serving:
+            raise NoSuchModel(f"model version {version} is already serving")
         self._serve(version)
         return serving, version
 
@@ -331,10 +339,15 @@ class ModelWriter:
             conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (media_idx, neighbour_idx)").format(neighbours_t))
 
     def _prune(self, keep: int) -> None:
-        """Drop the models beyond the newest `keep` (never the serving one)."""
+        """Drop the models beyond the newest `keep` (never the serving one, nor one that a
+        running experiment's variant serves)."""
         conn = self._conn
+        in_use = "SELECT version FROM ml.serving"
+        if conn.execute("SELECT to_regclass('ml.experiments')").fetchone()[0] is not None:
+            in_use += (" UNION SELECT (v -> 'overrides' ->> 'model')::bigint FROM ml.experiments,"
+                       " jsonb_array_elements(variants) AS v WHERE stopped_at IS NULL AND v -> 'overrides' ? 'model'")
         old = conn.execute(
-            "SELECT version FROM ml.model_builds WHERE version NOT IN (SELECT version FROM ml.serving)"
+            f"SELECT version FROM ml.model_builds WHERE version NOT IN ({in_use})"
             " ORDER BY version DESC OFFSET %s",
             (max(keep - 1, 0),),
         ).fetchall()

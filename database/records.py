@@ -209,3 +209,50 @@ class ModelData:
             ),
             appended=self.appended + len(new),
         )
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One arm of an experiment: its share of the users and the settings it overrides for them
+    (keys of services.experiments.assignment.OVERRIDES, values already parsed)."""
+
+    name: str
+    share: float
+    overrides: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """An A/B experiment as ml.experiments holds it; the first variant is the control."""
+
+    name: str
+    salt: str
+    variants: tuple[Variant, ...]
+    started_at: datetime | None = None
+    stopped_at: datetime | None = None
+
+    def variant(self, name: str) -> Variant:
+        """The variant called `name` (KeyError when there is none)."""
+        for variant in self.variants:
+            if variant.name == name:
+                return variant
+        raise KeyError(name)
+
+    @property
+    def model_versions(self) -> tuple[int, ...]:
+        """The model versions its variants serve besides the serving one."""
+        return tuple(sorted({v.overrides["model"] for v in self.variants if "model" in v.overrides}))
+
+
+@dataclass(frozen=True)
+class Impression:
+    """One answered page, as the impression writer records it in ml.impressions."""
+
+    shown_at: datetime
+    request_id: str
+    user_id: UUID
+    experiment: str | None
+    variant: str | None
+    model_version: int | None
+    row_kind: str  # recommendations, because or similar
+    media_ids: tuple[UUID, ...]

@@ -7,6 +7,7 @@ command line or the configuration is wrong, 1 when the run failed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -127,9 +128,12 @@ def generate_synthetic(users: int, media: int, interactions: int, seed: int, rep
 @click.option("--source", type=click.Choice(["jdbc", "parquet"]),
               help="--engine spark reads engagement_db's interactions over JDBC (the default), "
                    "or a Parquet snapshot of the interaction table: --source parquet PATH.")
+@click.option("--no-publish", "no_publish", is_flag=True,
+              help="Keep the new version without serving it: for an experiment's variant (model=VERSION), "
+                   "or to serve later with `publish VERSION`.")
 @click.argument("path", required=False)
 def refresh(force: bool, engine: str, master: str | None, spark_conf: tuple[str, ...], source: str | None,
-            path: str | None) -> None:
+            no_publish: bool, path: str | None) -> None:
     """Rebuild the neighbours and popularity and publish them as a new model version."""
     from ml_service.jobs import run_refresh, spark_engine
     from services.refresh import RefreshFailed
@@ -150,12 +154,17 @@ def refresh(force: bool, engine: str, master: str | None, spark_conf: tuple[str,
         if engine == "spark":
             conf = dict(item.split("=", 1) for item in spark_conf)
             with spark_engine(config, master, parquet=path, conf=conf) as spark:
-                version = run_refresh(config, progress=show_progress(), force=force, engine=spark)
+                version = run_refresh(config, progress=show_progress(), force=force, engine=spark,
+                                      publish=not no_publish)
         else:
-            version = run_refresh(config, progress=show_progress(), force=force)
+            version = run_refresh(config, progress=show_progress(), force=force, publish=not no_publish)
     except RefreshFailed as error:
         raise Failed(str(error)) from None
-    click.echo(f"published model version {version}")
+    if no_publish:
+        click.echo(f"kept model version {version}, not serving (serve it: publish {version}; "
+                   f"try it on some users: experiments start NAME --variant control --variant new:model={version})")
+    else:
+        click.echo(f"published model version {version}")
 
 
 @cli.command()
@@ -189,6 +198,131 @@ def rollback(version: int | None) -> None:
     except (NoSuchModel, RefreshInProgress) as error:
         raise Failed(str(error)) from None
     click.echo(f"serving model version {serving} instead of {previous}; workers switch within MODEL_RELOAD_INTERVAL")
+
+
+@cli.command()
+@click.argument("version", type=click.IntRange(1))
+def publish(version: int) -> None:
+    """Serve the kept model VERSION (e.g. one built by `refresh --no-publish`) to every user."""
+    from database.model_repository import NoSuchModel, RefreshInProgress
+    from ml_service.jobs import publish as run_publish
+
+    try:
+        previous, serving = run_publish(settings(), version)
+    except (NoSuchModel, RefreshInProgress) as error:
+        raise Failed(str(error)) from None
+    instead = f" instead of {previous}" if previous is not None else ""
+    click.echo(f"serving model version {serving}{instead}; workers switch within MODEL_RELOAD_INTERVAL")
+
+
+@contextlib.contextmanager
+def experiment_errors():
+    """The experiment commands' failures as one line each."""
+    from database.experiment_repository import ExperimentExists, NoSuchExperiment
+    from services.experiments.assignment import ExperimentError
+
+    try:
+        yield
+    except ExperimentError as error:
+        raise Misconfigured(str(error)) from None
+    except (ExperimentExists, NoSuchExperiment) as error:
+        raise Failed(str(error)) from None
+    except psycopg.errors.UndefinedTable:
+        raise Failed("the model database has no experiment tables; run: python -m ml_service init-db") from None
+
+
+@cli.group()
+def experiments() -> None:
+    """A/B experiments: users split into variants by a hash of their id, each variant served with
+    its own settings; what was shown is recorded, and `report` attributes what users did after.
+    See README "Experiments"."""
+
+
+def _split(ctx, param, value: str | None) -> list[float] | None:
+    if value is None:
+        return None
+    try:
+        return [float(part) for part in value.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not comma-separated numbers, e.g. 50,50") from None
+
+
+@experiments.command("start")
+@click.argument("name")
+@click.option("--variant", "variants", multiple=True, required=True, metavar="NAME[:KEY=VALUE,...]",
+              help="A variant (repeat; the first is the control). KEY: CONTENT_WEIGHT, COLLABORATIVE_WEIGHT, "
+                   "HISTORY_WEIGHTING, diversity, popular_only (true), model (a kept version).")
+@click.option("--split", callback=_split, metavar="P1,P2,...", help="Shares of the variants (default: equal).")
+@click.option("--salt", help="Hash salt of the assignment (default: a new random one; the same salt and "
+                             "users give the same variants).")
+def experiments_start(name: str, variants: tuple[str, ...], split: list[float] | None, salt: str | None) -> None:
+    """Start experiment NAME; every worker serves it within MODEL_RELOAD_INTERVAL."""
+    from ml_service.jobs import start_experiment
+
+    with experiment_errors():
+        experiment = start_experiment(settings(), name, list(variants), split, salt)
+    shares = ", ".join(f"{v.name} {v.share:.0%}" for v in experiment.variants)
+    click.echo(f"started experiment {experiment.name} ({shares}); workers serve it within MODEL_RELOAD_INTERVAL")
+
+
+@experiments.command("list")
+def experiments_list() -> None:
+    """List the experiments, the most recent first."""
+    from ml_service.jobs import list_experiments
+
+    with experiment_errors():
+        found = list_experiments(settings())
+    if not found:
+        click.echo("no experiments yet (start one: python -m ml_service experiments start NAME --variant ...)")
+        return
+    for experiment in found:
+        state = "running" if experiment.stopped_at is None else \
+            f"stopped {experiment.stopped_at.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S}"
+        click.echo(f"{experiment.name}  started {experiment.started_at.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S}"
+                   f" UTC  {state}")
+        for i, variant in enumerate(experiment.variants):
+            overrides = ",".join(f"{k}={v}" for k, v in variant.overrides.items())
+            overrides = overrides or ("(control)" if i == 0 else "(no overrides)")
+            click.echo(f"  {variant.name:<16} {variant.share:>6.1%}  {overrides}")
+
+
+@experiments.command("stop")
+@click.argument("name")
+def experiments_stop(name: str) -> None:
+    """Stop experiment NAME: every user gets the default settings again (its report stays)."""
+    from ml_service.jobs import stop_experiment
+
+    with experiment_errors():
+        stop_experiment(settings(), name)
+    click.echo(f"stopped experiment {name}; workers stop serving it within MODEL_RELOAD_INTERVAL")
+
+
+@experiments.command("report")
+@click.argument("name")
+@click.option("--window", type=click.FloatRange(0, min_open=True), default=24.0, show_default=True,
+              help="Hours after a page is shown within which a like or watch of its media counts.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for report.md, report.json and conversion.svg.")
+def experiments_report(name: str, window: float, as_json: bool, out: Path | None) -> None:
+    """Per variant: exposed users, impressions, conversions with 95 % intervals, lift and p-value
+    against the control, and the split check."""
+    import json
+
+    from ml_service.jobs import experiment_report
+    from services.experiments.report import text, write
+
+    with experiment_errors():
+        result = experiment_report(settings(), name, window)
+    if out is not None:
+        try:
+            write(result, out)
+        except OSError as error:
+            raise Failed(f"cannot write the report to {out}: {error.strerror or error}") from None
+    click.echo(json.dumps(result, indent=2) if as_json else text(result), nl=as_json)
+    for warning in result["warnings"]:
+        if as_json:
+            click.echo(f"WARNING: {warning}", err=True)
 
 
 @cli.command()

@@ -8,6 +8,7 @@ from flask import Flask
 
 from database.catalog_repository import CatalogRepository
 from database.engagement_repository import EngagementRepository
+from database.experiment_repository import ExperimentRepository
 from database.model_repository import ModelRepository
 from database.pools import Databases, open_databases
 from database.records import InteractionWeights
@@ -16,10 +17,11 @@ from ml_service.errors import register_error_handlers
 from ml_service.liveness import register_liveness
 from ml_service.metrics import register_metrics
 from ml_service.openapi import register_api
-from ml_service.request_log import register_request_logging
+from ml_service.request_log import current_request_id, register_request_logging
 from ml_service.security import register_security
 from services.catalog_sync import CatalogSync
 from services.fallback_model import FallbackModels
+from services.impressions import ImpressionLog, RecordingRecommender
 from services.model_store import ModelStore
 from services.recommendation_service import RecommendationService
 from services.scoring import Weights
@@ -39,10 +41,13 @@ class Runtime:
     databases: Databases
     models: ModelStore
     recommender: RecommendationService
+    impressions: ImpressionLog
 
     def close(self) -> None:
-        """Stop the model loader and the probes, and release the database connections."""
+        """Stop the model loader, write the impressions still queued, stop the probes and release
+        the database connections."""
         self.models.close()
+        self.impressions.close()
         self.databases.close()
 
 
@@ -54,12 +59,14 @@ def build_runtime(settings: Settings, databases: Databases | None = None) -> Run
     """
     databases = databases or open_databases(settings)
     catalog = CatalogRepository(databases.catalog)
+    experiments = ExperimentRepository(databases.model)
     models = ModelStore(
         ModelRepository(databases.model),
         settings.model_reload_interval,
         max_age_hours=settings.model_max_age_hours,
         catalog_sync=CatalogSync(catalog),
         sync_interval=settings.catalog_sync_interval,
+        experiments=experiments,
     )
     engagement = EngagementRepository(databases.engagement, InteractionWeights.of(settings))
     recommender = RecommendationService(
@@ -72,8 +79,11 @@ def build_runtime(settings: Settings, databases: Databases | None = None) -> Run
         fallback=FallbackModels(engagement, catalog),
         deadline_seconds=settings.request_deadline_ms / 1000,
     )
+    impressions = ImpressionLog(experiments, settings.impression_queue_size, settings.impression_retention_days)
     models.start(wait=MODEL_BOOT_WAIT)
-    return Runtime(settings, databases, models, recommender)
+    impressions.start()
+    recorded = RecordingRecommender(recommender, impressions, current_request_id)
+    return Runtime(settings, databases, models, recorded, impressions)
 
 
 def create_app(settings: Settings | None = None) -> Flask:

@@ -110,6 +110,13 @@ def child_exit(server, worker):
     multiprocess.mark_process_dead(worker.pid)
 
 
+def worker_exit(server, worker):
+    """A worker stops: write the impressions it still holds (at most impressions.CLOSE_TIMEOUT seconds)."""
+    runtime = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("ml_service")
+    if runtime is not None:
+        runtime.impressions.close()
+
+
 def on_exit(server):
     """Remove the metrics directory when it is a temporary one this configuration made."""
     if _own_metrics_dir:

@@ -17,9 +17,10 @@ from typing import Iterator
 
 from database.catalog_repository import CatalogRepository
 from database.engagement_repository import EngagementRepository
+from database.experiment_repository import ExperimentRepository
 from database.model_repository import ModelRepository
 from database.pools import Databases, open_databases
-from database.records import InteractionWeights, ModelInfo
+from database.records import Experiment, InteractionWeights, ModelInfo
 from database.schema import apply_schema
 from services import neighbours
 from services import refresh as refresh_job
@@ -52,7 +53,7 @@ def init_db(urls: DatabaseUrls, sources: bool = False) -> list[str]:
 
 
 def run_refresh(settings: Settings, progress: bool = False, force: bool = False,
-                engine: refresh_job.Engine | None = None) -> int:
+                engine: refresh_job.Engine | None = None, publish: bool = True) -> int:
     """Build and publish a model with the databases in `settings`; returns its version.
 
     `engine` reads and sums the interactions (default: in this process; `spark_engine`).
@@ -69,6 +70,7 @@ def run_refresh(settings: Settings, progress: bool = False, force: bool = False,
             guard=refresh_job.Guard(max_shrink=settings.model_max_shrink, force=force),
             keep=settings.model_keep,
             engine=engine,
+            publish=publish,
         )
 
 
@@ -125,6 +127,66 @@ def rollback(settings: Settings, version: int | None = None) -> tuple[int, int]:
             return writer.rollback(version)
 
 
+def publish(settings: Settings, version: int) -> tuple[int | None, int]:
+    """Serve the kept model `version` (built by `refresh --no-publish`, or any kept one); (from, to).
+
+    Raises RefreshInProgress while a refresh runs, NoSuchModel for a version that is not kept.
+    """
+    with offline_databases(settings, "publish") as databases:
+        with ModelRepository(databases.model).refresh_lock() as writer:
+            return writer.rollback(version, allow_first=True)
+
+
+def start_experiment(settings: Settings, name: str, variants: list[str], split: list[float] | None = None,
+                     salt: str | None = None) -> Experiment:
+    """Define and start an experiment (services/experiments/assignment.py: define); the workers
+    serve it within MODEL_RELOAD_INTERVAL. Raises ExperimentError for a malformed definition or
+    a variant's model that is not kept, ExperimentExists when one runs or the name is taken."""
+    from services.experiments.assignment import ExperimentError, define
+
+    experiment = define(name, variants, split, salt)
+    with offline_databases(settings, "experiments") as databases:
+        if experiment.model_versions:
+            builds, _ = ModelRepository(databases.model).builds()
+            kept = [info.version for info in builds]
+            for version in experiment.model_versions:
+                if version not in kept:
+                    raise ExperimentError(
+                        f"model version {version} is not kept (kept: {', '.join(map(str, kept)) or 'none'}); "
+                        "build one with: python -m ml_service refresh --no-publish"
+                    )
+        return ExperimentRepository(databases.model).start(experiment)
+
+
+def list_experiments(settings: Settings) -> list[Experiment]:
+    """Every experiment, the most recently started first."""
+    with offline_databases(settings, "experiments") as databases:
+        return ExperimentRepository(databases.model).all()
+
+
+def stop_experiment(settings: Settings, name: str) -> Experiment:
+    """Stop the running experiment `name` (NoSuchExperiment when it is not running)."""
+    with offline_databases(settings, "experiments") as databases:
+        return ExperimentRepository(databases.model).stop(name)
+
+
+def experiment_report(settings: Settings, name: str, window_hours: float) -> dict:
+    """The report of experiment `name` (services/experiments/report.py): its impressions from the
+    model database, its exposed users' interactions from engagement_db."""
+    from datetime import timezone
+
+    from services.experiments import report
+
+    with offline_databases(settings, "experiments report") as databases:
+        experiments = ExperimentRepository(databases.model)
+        experiment = experiments.get(name)
+        shown = report.Shown.of(experiments.shown(experiment, experiment.started_at, None))
+        engagement = EngagementRepository(databases.engagement, InteractionWeights.of(settings))
+        since = experiment.started_at.astimezone(timezone.utc).replace(tzinfo=None)  # interactions are UTC, naive
+        return report.build(experiment, shown, lambda users: engagement.positive_interactions(users, since),
+                            window_hours)
+
+
 def evaluate(data_dir: Path, k: int, out_dir: Path | None, pgdata: Path, progress: bool = False, **split) -> dict:
     """The offline evaluation, our model served through the production path (see services/evaluation/run.py);
     `split` takes services.evaluation.run.evaluate's test_share, user_sample and validation."""
@@ -136,6 +198,7 @@ def evaluate(data_dir: Path, k: int, out_dir: Path | None, pgdata: Path, progres
         # The service's settings from the environment (tuning knobs included), on the eval databases.
         env = {
             **os.environ,
+            "IMPRESSION_RETENTION_DAYS": "0",  # an offline evaluation shows nobody anything
             "USER_DB_URL": urls.user,
             "CATALOG_DB_URL": urls.catalog,
             "ENGAGEMENT_DB_URL": urls.engagement,

@@ -50,6 +50,18 @@ class ServiceMetrics:
             "Answers served without some part, by what was missing (user_db, engagement_db, model, model_stale)",
             ["missing"], registry=r,
         )
+        self.experiment_answers = Counter(
+            "ml_experiment_answers", "Pages answered per user in the running experiment, by experiment and variant",
+            ["experiment", "variant"], registry=r,
+        )
+        self.impressions_written = Counter(
+            "ml_impressions_written", "Impressions (answered pages) written to the model database", registry=r
+        )
+        self.impressions_dropped = Counter(
+            "ml_impressions_dropped",
+            "Impressions lost: the oldest beyond IMPRESSION_QUEUE_SIZE while the model database was slow or down",
+            registry=r,
+        )
         pool = ["database"]
         # Gauges: "livesum" adds up the live workers, and forgets a worker once it has exited.
         self.pool_max = Gauge("ml_db_pool_max_connections", "Pool size limit, summed over workers", pool,
@@ -93,7 +105,11 @@ class ServiceMetrics:
         """Count the items of each page by source, and each page by how much fallback it needed."""
         items = {"hybrid": 0, "popular": 0}
         fallbacks = {"none": 0, "partial": 0, "full": 0}
+        variants: dict[tuple[str, str], int] = {}
         for page in pages:
+            if page.experiment is not None:
+                key = (page.experiment.name, page.experiment.variant)
+                variants[key] = variants.get(key, 0) + 1
             popular = sum(item.source == "popular" for item in page.items)
             hybrid = len(page.items) - popular
             items["hybrid"] += hybrid
@@ -106,6 +122,8 @@ class ServiceMetrics:
         for fallback, count in fallbacks.items():
             if count:
                 self.pages.labels(endpoint, fallback).inc(count)
+        for (experiment, variant), count in variants.items():
+            self.experiment_answers.labels(experiment, variant).inc(count)
 
     def update_pools(self, databases) -> None:
         """Move the pools' counters (reset by pop_stats) into ours and set the gauges (see GAUGE_REFRESH_SECONDS)."""
@@ -174,6 +192,13 @@ class InstrumentedRecommender:
         self._metrics.observe_degraded(next(iter(pages.values())).degraded if pages else ())
         return pages
 
+    def similar(self, *args, **kwargs):
+        """RecommendationService.similar, counted in its experiment (when ordered for a user)."""
+        page = self._inner.similar(*args, **kwargs)
+        if page.experiment is not None:
+            self._metrics.experiment_answers.labels(page.experiment.name, page.experiment.variant).inc()
+        return page
+
     def __getattr__(self, name: str):
         return getattr(self._inner, name)
 
@@ -193,6 +218,7 @@ def register_metrics(app: Flask) -> ServiceMetrics:
     app.extensions["ml_service.metrics"] = metrics
     metrics.update_pools(runtime.databases)
     metrics.update_model(runtime.models.loaded)
+    runtime.impressions.observe(dropped=metrics.impressions_dropped.inc, written=metrics.impressions_written.inc)
     # Each worker reports a model as soon as its loader swaps it in, requests or not.
     runtime.models.on_load(metrics.update_model)
 

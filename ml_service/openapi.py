@@ -29,13 +29,14 @@ from flask import Blueprint, Flask, request
 from werkzeug.routing import Map, Rule
 
 from ml_service import SERVICE_NAME, __version__
-from ml_service.api import health, media, model, recommendations
+from ml_service.api import experiments, health, media, model, recommendations
+from ml_service.api.experiments import EXPERIMENT_HEADER
 from ml_service.api.model import MODEL_VERSION_HEADER
 from ml_service.request_log import REQUEST_ID_HEADER
 from ml_service.schemas import ErrorSchema, ResponseSchema
 from ml_service.security import API_PREFIX, METRICS_PATH
 
-BLUEPRINTS = (health.blp, recommendations.blp, media.blp, model.blp)
+BLUEPRINTS = (health.blp, recommendations.blp, media.blp, model.blp, experiments.blp)
 DOCS_PATH = "/docs"
 ASSETS_PATH = "/docs/assets"
 API_KEY = "ApiKey"  # security scheme names
@@ -174,6 +175,11 @@ def _describe_components(spec) -> None:
         MODEL_VERSION_HEADER,
         {"description": "The published model version that ranked the answer (absent when no model is loaded).",
          "schema": {"type": "integer"}},
+    )
+    spec.components.header(
+        EXPERIMENT_HEADER,
+        {"description": "NAME/VARIANT: the running experiment and the user's variant (absent when none runs).",
+         "schema": {"type": "string"}},
     )
     spec.components.header(
         "Retry-After",

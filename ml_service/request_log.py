@@ -44,6 +44,13 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+def current_request_id() -> str:
+    """The id of the request being answered (a new one outside a request: offline callers)."""
+    if has_request_context():
+        return request.environ.get(ENVIRON_KEY) or uuid.uuid4().hex
+    return uuid.uuid4().hex
+
+
 def configure_logging(level: str) -> None:
     """Send every log record to stderr as a JSON line, at `level` (LOG_LEVEL)."""
     handler = logging.StreamHandler()

@@ -9,7 +9,7 @@ from marshmallow import RAISE, Schema, fields, post_load, validate
 if TYPE_CHECKING:
     from uuid import UUID
 
-    from services.recommendation_service import Recommendation, Recommendations, SimilarMedia
+    from services.recommendation_service import ExperimentTag, Recommendation, Recommendations, SimilarMedia
 
 MAX_LIMIT = 100
 MAX_OFFSET = 1000
@@ -34,11 +34,18 @@ _year_min = dict(validate=validate.Range(0, 9999), metadata={"description": "Onl
 _year_max = dict(validate=validate.Range(0, 9999), metadata={"description": "Only media released this year or earlier."})
 _offset = dict(load_default=0, validate=validate.Range(0, MAX_OFFSET), metadata={"description": "Items to skip (0-1000)."})
 _diversity = dict(
-    load_default=0.0,
     validate=validate.Range(0, 1),
     metadata={
-        "description": "Genre variety of each page, 0-1: 0 (default) ranks by score alone; higher values "
-        "re-rank by maximal marginal relevance, trading rank for genres the page does not show yet."
+        "description": "Genre variety of each page, 0-1: 0 ranks by score alone; higher values re-rank by "
+        "maximal marginal relevance, trading rank for genres the page does not show yet. Default: 0, or what "
+        "the user's experiment variant sets."
+    },
+)
+_experiment = dict(
+    allow_none=True,
+    metadata={
+        "description": "The running A/B experiment and the variant this user is in (also in the X-Experiment "
+        "header of single answers, as NAME/VARIANT); null when no experiment runs."
     },
 )
 
@@ -189,6 +196,13 @@ class RecommendationItemSchema(ResponseSchema):
     )
 
 
+class ExperimentTagSchema(ResponseSchema):
+    """Which experiment an answer belongs to, and which variant."""
+
+    name = fields.String()
+    variant = fields.String()
+
+
 class PageSchema(ResponseSchema):
     """What every page of items says besides its items."""
 
@@ -209,6 +223,7 @@ class RecommendationsSchema(PageSchema):
         allow_none=True,
         metadata={"description": "The seed of a `because` row, to title it \"Because you watched X\"; null otherwise."},
     )
+    experiment = fields.Nested(ExperimentTagSchema, **_experiment)
 
 
 def page_json(page: Recommendations) -> dict:
@@ -223,7 +238,13 @@ def page_json(page: Recommendations) -> dict:
         "degraded": list(page.degraded),
         "model_version": page.model_version,
         "because": None if page.because is None else {"media_id": str(page.because.id), "title": page.because.title},
+        "experiment": experiment_json(page.experiment),
     }
+
+
+def experiment_json(tag: ExperimentTag | None) -> dict | None:
+    """ExperimentTagSchema().dump of an answer's experiment (see page_json)."""
+    return None if tag is None else {"name": tag.name, "variant": tag.variant}
 
 
 def items_json(items: list[Recommendation]) -> list[dict]:
@@ -265,17 +286,20 @@ def similar_json(page: SimilarMedia) -> dict:
         "offset": page.offset,
         "degraded": list(page.degraded),
         "model_version": page.model_version,
+        "experiment": experiment_json(page.experiment),
     }
 
 
 def batch_json(pages: dict[UUID, Recommendations]) -> dict:
     """BatchResponseSchema().dump of the pages of one batch, built directly (see page_json)."""
-    first = next(iter(pages.values()), None)  # every page lacks the same parts, from the same model
+    first = next(iter(pages.values()), None)  # every page lacks the same parts
+    # The serving model's version: the pages of an experiment's `model` variant name their own.
+    serving = next((page for page in pages.values() if not page.variant_model), first)
     return {
         "results": {str(user_id): page_json(page) for user_id, page in pages.items()},
         "total_users": len(pages),
         "degraded": list(first.degraded) if first else [],
-        "model_version": first.model_version if first else None,
+        "model_version": serving.model_version if serving else None,
     }
 
 
@@ -285,6 +309,7 @@ class SimilarResponseSchema(PageSchema):
     media = fields.Nested(MediaSchema, metadata={"description": "The media the page is like."})
     user_id = fields.UUID(allow_none=True, metadata={"description": "The user it is ordered for, if any."})
     similar = fields.List(fields.Nested(RecommendationItemSchema), attribute="items")
+    experiment = fields.Nested(ExperimentTagSchema, **_experiment)
 
 
 class BatchResponseSchema(ResponseSchema):
@@ -309,6 +334,32 @@ class ModelSchema(ResponseSchema):
     neighbours = fields.Integer(metadata={"description": "Neighbour pairs."})
     build_seconds = fields.Float(metadata={"description": "How long the refresh took."})
     newest_interaction = fields.DateTime(allow_none=True, metadata={"description": "Newest interaction it saw."})
+
+
+class VariantSchema(ResponseSchema):
+    """One variant of an experiment."""
+
+    name = fields.String()
+    share = fields.Float(metadata={"description": "Share of the users assigned to it (0-1)."})
+    overrides = fields.Dict(
+        keys=fields.String(),
+        metadata={"description": "What it changes for its users: content_weight, collaborative_weight, "
+                  "history_weighting, diversity, popular_only, model. Empty for the control."},
+    )
+
+
+class ExperimentSchema(ResponseSchema):
+    """A running experiment."""
+
+    name = fields.String()
+    started_at = fields.DateTime()
+    variants = fields.List(fields.Nested(VariantSchema), metadata={"description": "The first is the control."})
+
+
+class ExperimentsSchema(ResponseSchema):
+    """The running experiments (at most one)."""
+
+    experiments = fields.List(fields.Nested(ExperimentSchema))
 
 
 class HealthSchema(ResponseSchema):

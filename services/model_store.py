@@ -9,9 +9,10 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from database.deadline import Deadline
+from database.experiment_repository import ExperimentRepository
 from database.model_repository import LOAD_TIMEOUT_MS, ModelRepository
 from database.pools import Unavailable
-from database.records import ModelData
+from database.records import Experiment, ModelData
 from services.catalog_sync import CatalogSync
 from services.errors import ModelUnavailable
 
@@ -24,7 +25,8 @@ CHECK_TIMEOUT = 5.0
 
 
 class ModelStore:
-    """Holds the current ModelData; no request ever waits for the model database.
+    """Holds the current ModelData (and the running experiment, with the one model its variants
+    may serve besides it); no request ever waits for the model database.
 
     `start()` runs a daemon thread that checks the published version every `reload_interval`
     seconds (every RETRY_WITHOUT_MODEL while none is loaded), with or without traffic, and
@@ -41,8 +43,12 @@ class ModelStore:
         max_age_hours: float = 0.0,
         catalog_sync: CatalogSync | None = None,
         sync_interval: float = 60.0,
+        experiments: ExperimentRepository | None = None,
     ) -> None:
         self._repository = repository
+        self._experiments = experiments
+        self._experiment: Experiment | None = None
+        self._variant_models: dict[int, ModelData] = {}  # version -> model, for the experiment's variants
         self._reload_interval = reload_interval
         self._catalog_sync = catalog_sync
         self._sync_interval = sync_interval
@@ -64,6 +70,19 @@ class ModelStore:
         if model is None:
             raise ModelUnavailable("no recommendation model is available yet; run the refresh job", retry_after=5)
         return model
+
+    @property
+    def experiment(self) -> Experiment | None:
+        """The running experiment as last read (None: none runs)."""
+        return self._experiment
+
+    def variant_model(self, version: int) -> ModelData | None:
+        """The kept model `version` an experiment's variant serves: the serving model when it is
+        that version, None when this worker has not loaded it (yet)."""
+        model = self._model
+        if model is not None and model.info.version == version:
+            return model
+        return self._variant_models.get(version)
 
     @property
     def stale(self) -> bool:
@@ -102,7 +121,32 @@ class ModelStore:
                 )
                 for listener in self._listeners:
                     listener(model)
+        if self._experiments is not None:
+            self._reload_experiment()
         return self._model
+
+    def _reload_experiment(self) -> None:
+        """Read the running experiment; load the models its variants serve, forget the others."""
+        experiment = self._experiments.running(Deadline.after(CHECK_TIMEOUT))
+        wanted = set(experiment.model_versions if experiment is not None else ())
+        serving = self._model.info.version if self._model is not None else None
+        models = {v: m for v, m in self._variant_models.items() if v in wanted and v != serving}
+        for version in sorted(wanted - set(models) - {serving}):
+            model = self._repository.load(Deadline.after(LOAD_TIMEOUT_MS / 1000), version)
+            if model is None:
+                log.warning("model %s of experiment %s is not kept; its variant gets the serving model",
+                            version, experiment.name)
+                continue
+            if self._catalog_sync is not None:
+                model = self._catalog_sync.extend(model)
+            models[version] = model
+            log.info("model %s loaded for experiment %s", version, experiment.name,
+                     extra={"variant_model_version": version})
+        self._variant_models = models
+        if experiment != self._experiment:
+            log.info("experiment %s", f"{experiment.name} running" if experiment else "none running",
+                     extra={"experiment": experiment and experiment.name})
+        self._experiment = experiment
 
     def sync_catalog(self) -> ModelData | None:
         """Add the catalog's new media to the model in memory now (see CatalogSync)."""
@@ -110,6 +154,7 @@ class ModelStore:
         if model is not None and self._catalog_sync is not None:
             self._synced_at = time.monotonic()
             self._model = self._catalog_sync.extend(model)  # only this thread replaces the model
+            self._variant_models = {v: self._catalog_sync.extend(m) for v, m in self._variant_models.items()}
         return self._model
 
     def _run(self) -> None:

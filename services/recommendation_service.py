@@ -16,6 +16,7 @@ from database.pools import Unavailable
 from database.records import Media, ModelData
 from database.user_repository import UserRepository
 from services import scoring
+from services.experiments.assignment import Treatment, assign
 from services.errors import DatabaseUnavailable, MediaNotFound, ModelUnavailable, NotInHistory
 from services.fallback_model import FallbackModels
 from services.filters import MediaFilter
@@ -46,6 +47,14 @@ DEGRADATIONS = ("user_db", "engagement_db", "model", "model_stale")
 
 
 @dataclass(frozen=True)
+class ExperimentTag:
+    """The running experiment an answer belongs to, and the user's variant in it."""
+
+    name: str
+    variant: str
+
+
+@dataclass(frozen=True)
 class Recommendation:
     """One recommended media with the parts of its score and where it came from."""
 
@@ -72,6 +81,10 @@ class Recommendations:
     model_version: int | None = None
     # The seed of a "because you watched" row (None otherwise, or when the catalog lost it).
     because: Media | None = None
+    # The experiment and variant the user is in; None when no experiment runs.
+    experiment: ExperimentTag | None = None
+    # The model was chosen by the experiment's variant (`model=VERSION`), not the serving one.
+    variant_model: bool = False
 
     @property
     def count(self) -> int:
@@ -90,11 +103,24 @@ class SimilarMedia:
     offset: int
     degraded: tuple[str, ...] = ()
     model_version: int | None = None
+    experiment: ExperimentTag | None = None  # with a user: the experiment and variant they are in
 
     @property
     def count(self) -> int:
         """How many items this page holds."""
         return len(self.items)
+
+
+@dataclass(frozen=True)
+class _Ask:
+    """What one user's ranking needs: their model, signals, treatment, pool and list length."""
+
+    model: ModelData
+    signals: scoring.UserSignals
+    treatment: Treatment
+    pool: scoring.Pool | None
+    count: int  # media to rank (the page, or the diversity pool)
+    diversity: float
 
 
 @dataclass
@@ -135,10 +161,9 @@ class RecommendationService:
         self._catalog = catalog
         self._engagement = engagement
         self._models = models
-        self._weights = weights
+        self._defaults = Treatment(weights, history_weighting)
         self._fallback = fallback
         self._deadline_seconds = deadline_seconds
-        self._history_weighting = history_weighting
 
     def recommend(
         self,
@@ -148,7 +173,7 @@ class RecommendationService:
         arrived_at: float | None = None,
         filters: MediaFilter = MediaFilter(),
         exclude: Sequence[UUID] = (),
-        diversity: float = 0.0,
+        diversity: float | None = None,
         because: UUID | None = None,
     ) -> Recommendations:
         """A page of recommendations for one user; with `because` (a media the user liked or
@@ -165,42 +190,57 @@ class RecommendationService:
         arrived_at: float | None = None,
         filters: MediaFilter = MediaFilter(),
         exclude: Sequence[UUID] = (),
-        diversity: float = 0.0,
+        diversity: float | None = None,
     ) -> dict[UUID, Recommendations]:
         """A page of recommendations for each distinct user id, in the order first given.
 
         Only media that pass `filters` and are not in `exclude` are recommended; a filtered page
         is as full as an unfiltered one while the catalog has media that pass. `diversity`
-        (0-1) re-ranks each page for genre variety (scoring.diversify). The database work
-        ends `deadline_seconds` after `arrived_at` (time.monotonic(); now by default).
+        (0-1; None: the user's variant's, else 0) re-ranks each page for genre variety
+        (scoring.diversify). Each user is ranked as the running experiment's variant they are
+        in says (services/experiments/assignment.py), with the same three queries for every
+        user. The database work ends `deadline_seconds` after `arrived_at` (time.monotonic();
+        now by default).
         """
         deadline = self._deadline(arrived_at)
         lacking: set[str] = set()
-        model = self._model(lacking, deadline)
-        pool = scoring.Pool.of(model, filters.mask(model)) if filters else None
-        excluded_idx = scoring.excluded_indices(model, exclude)
+        serving = self._model(lacking, deadline)
         user_ids = list(dict.fromkeys(user_ids))
+        treatments = {user_id: self._treatment(user_id) for user_id in user_ids}
+        models = {user_id: self._model_for(t, serving, lacking) for user_id, t in treatments.items()}
+        prepared: dict[int, tuple[scoring.Pool | None, np.ndarray]] = {}  # per model: pool, excluded media
+        for model in models.values():
+            if id(model) not in prepared:
+                pool = scoring.Pool.of(model, filters.mask(model)) if filters else None
+                prepared[id(model)] = (pool, scoring.excluded_indices(model, exclude))
         optional = deadline.share(OPTIONAL_SHARE)
         profiles = self._optional(lambda: self._users.profiles_by_ids(user_ids, optional), {}, lacking)
         histories = self._histories(user_ids, deadline, lacking)
-        signals = {}
-        for user_id in user_ids:
-            profile = profiles.get(user_id)
-            genres = profile.genres if profile else ()
-            signals[user_id] = scoring.user_signals(
-                model, genres, histories.get(user_id), self._history_weighting, excluded_idx
-            )
         wanted = offset + limit
-        ranked = max(DIVERSITY_POOL, 3 * wanted) if diversity > 0 else wanted
-        rankings, explained, described = self._rank_live(model, signals, ranked, deadline, pool, filters)
+        asks = {}
+        for user_id in user_ids:
+            treatment, model = treatments[user_id], models[user_id]
+            pool, excluded_idx = prepared[id(model)]
+            profile = profiles.get(user_id)
+            genres = profile.genres if profile and not treatment.popular_only else ()
+            signals = scoring.user_signals(
+                model, genres, histories.get(user_id), treatment.history_weighting, excluded_idx
+            )
+            spread = diversity if diversity is not None else (treatment.diversity or 0.0)
+            count = max(DIVERSITY_POOL, 3 * wanted) if spread > 0 else wanted
+            asks[user_id] = _Ask(model, signals, treatment, pool, count, spread)
+        rankings, explained, described = self._rank_live(asks, deadline, filters)
         results = {}
-        for user_id, ranking in rankings.items():
-            items = self._items(ranking, explained[user_id], described)
-            if diversity > 0:
-                order = scoring.diversify(model, np.array([idx for idx, _ in items]), wanted, diversity)
+        for user_id, ask in asks.items():
+            items = self._items(rankings[user_id], explained[user_id], described[id(ask.model)])
+            if ask.diversity > 0:
+                order = scoring.diversify(ask.model, np.array([idx for idx, _ in items]), wanted, ask.diversity)
                 items = [items[i] for i in order.tolist()]
             page = [item for _, item in items[offset:wanted]]
-            results[user_id] = Recommendations(user_id, page, limit, offset, *self._provenance(model, lacking))
+            results[user_id] = Recommendations(
+                user_id, page, limit, offset, *self._provenance(ask.model, lacking),
+                experiment=_tag(ask.treatment), variant_model=ask.model is not serving,
+            )
         return results
 
     def similar(
@@ -224,14 +264,16 @@ class RecommendationService:
         """
         deadline = self._deadline(arrived_at)
         lacking: set[str] = set()
-        model = self._model(lacking, deadline)
+        treatment = self._defaults if user_id is None else self._treatment(user_id)
+        model = self._model_for(treatment, self._model(lacking, deadline), lacking)
         wanted = offset + limit
         user = None
         if user_id is not None:
             optional = deadline.share(OPTIONAL_SHARE)
             profile = self._optional(lambda: self._users.profiles_by_ids([user_id], optional), {}, lacking).get(user_id)
+            genres = profile.genres if profile and not treatment.popular_only else ()
             history = self._histories([user_id], deadline, lacking).get(user_id)
-            user = scoring.user_signals(model, profile.genres if profile else (), history, self._history_weighting)
+            user = scoring.user_signals(model, genres, history, treatment.history_weighting)
         seed, known = scoring.media_indices(model, np.frombuffer(media_id.bytes, dtype="V16"))
         seed_idx, seed_media = int(seed[0]), None
         if not known[0]:  # newer than the model and the last catalog sync: similar by genre only
@@ -249,14 +291,16 @@ class RecommendationService:
         if seed_media is None:
             raise MediaNotFound(f"no media {media_id} in the catalog")
         if user is None:
-            items = self._seed_items(model, seed_idx, seed_genres, idx, neighbour, described)
+            items = self._seed_items(model, seed_idx, seed_genres, idx, neighbour, described, self._defaults.weights)
         else:
-            score, content, collaborative = scoring.hybrid_scores(model, user, self._weights, idx)
+            score, content, collaborative = scoring.hybrid_scores(model, user, treatment.weights, idx)
             order = np.lexsort((np.arange(len(idx)), -score))  # the user's score, then similarity
             ranking = scoring.Ranking(idx[order], score[order], content[order], collaborative[order])
             items = self._items(ranking, [explained[i] for i in order.tolist()], described)
         page = [item for _, item in items[offset:wanted]]
-        return SimilarMedia(seed_media, user_id, page, limit, offset, *self._provenance(model, lacking))
+        return SimilarMedia(
+            seed_media, user_id, page, limit, offset, *self._provenance(model, lacking), experiment=_tag(treatment)
+        )
 
     def _because(
         self,
@@ -267,18 +311,25 @@ class RecommendationService:
         arrived_at: float | None,
         filters: MediaFilter,
         exclude: Sequence[UUID],
-        diversity: float,
+        diversity: float | None,
     ) -> Recommendations:
         """The row "because you watched <seed_id>": the media most like it (scoring.similar_media)
         that pass `filters` and the user has not interacted with. NotInHistory when the user's
         history (if engagement_db answers) has no positive interaction with it."""
         deadline = self._deadline(arrived_at)
         lacking: set[str] = set()
-        model = self._model(lacking, deadline)
+        treatment = self._treatment(user_id)
+        model = self._model_for(treatment, self._model(lacking, deadline), lacking)
+        tag = _tag(treatment)
+        # The row's candidates are the seed's neighbours whatever the variant: popular_only
+        # (which ranks the personalised rows by popularity) leaves it as it is.
+        weights = self._defaults.weights if treatment.popular_only else treatment.weights
+        if diversity is None:
+            diversity = treatment.diversity or 0.0
         pool = scoring.Pool.of(model, filters.mask(model)) if filters else None
         history = self._histories([user_id], deadline, lacking).get(user_id)
         signals = scoring.user_signals(
-            model, (), history, self._history_weighting, scoring.excluded_indices(model, exclude)
+            model, (), history, treatment.history_weighting, scoring.excluded_indices(model, exclude)
         )
         seed, known = scoring.media_indices(model, np.frombuffer(seed_id.bytes, dtype="V16"))
         if "engagement_db" not in lacking and not (known[0] and np.isin(seed, signals.positive_idx)[0]):
@@ -288,20 +339,22 @@ class RecommendationService:
             )
         wanted = offset + limit
         if not known[0]:  # engagement_db is down and the model does not know the media: nothing is like it
-            return Recommendations(user_id, [], limit, offset, *self._provenance(model, lacking))
+            return Recommendations(user_id, [], limit, offset, *self._provenance(model, lacking), experiment=tag)
         ranked = max(DIVERSITY_POOL, 3 * wanted) if diversity > 0 else wanted
         seed_idx = int(seed[0])
         seed_genres = scoring.seed_genres(model, seed_idx)
         idx, neighbour, _, described = self._similar_live(
             model, seed_idx, seed_genres, ranked, signals.excluded_idx, deadline, None, pool, filters
         )
-        items = self._seed_items(model, seed_idx, seed_genres, idx, neighbour, described)
+        items = self._seed_items(model, seed_idx, seed_genres, idx, neighbour, described, weights)
         if diversity > 0:
             order = scoring.diversify(model, idx, wanted, diversity)
             items = [items[i] for i in order.tolist()]
         page = [item for _, item in items[offset:wanted]]
         seed = described.media.get(seed_idx)
-        return Recommendations(user_id, page, limit, offset, *self._provenance(model, lacking), because=seed)
+        return Recommendations(
+            user_id, page, limit, offset, *self._provenance(model, lacking), because=seed, experiment=tag
+        )
 
     def _similar_live(
         self,
@@ -325,7 +378,7 @@ class RecommendationService:
             idx, neighbour = scoring.similar_media(model, seed_idx, seed_genres, asked, excluded, pool)
             explained = scoring.because(model, user, idx, BECAUSE_MEDIA) if user is not None else [[] for _ in idx]
             seed = [] if seed_idx is None else [seed_idx]
-            self._describe(model, [*seed, *idx.tolist(), *(i for e in explained for i in e)], described, deadline)
+            self._describe([(model, [*seed, *idx.tolist(), *(i for e in explained for i in e)], described)], deadline)
             live = np.flatnonzero([described.live(i) is not None for i in idx.tolist()])
             if len(live) >= count or len(idx) < asked:
                 break
@@ -341,6 +394,7 @@ class RecommendationService:
         idx: np.ndarray,
         neighbour: np.ndarray,
         described: _Described,
+        weights: scoring.Weights,
     ) -> list[tuple[int, Recommendation]]:
         """Items of a "more like this" row, scored as if the seed were a user's only liked media
         and its genres their preferences; neighbours are "hybrid" (because of the seed), the
@@ -353,7 +407,7 @@ class RecommendationService:
             genre_idx=seed_genres,
             genre_count=len(seed_genres),
         )
-        score, content, collaborative = scoring.hybrid_scores(model, as_seed, self._weights, idx)
+        score, content, collaborative = scoring.hybrid_scores(model, as_seed, weights, idx)
         seed = described.media.get(seed_idx) if seed_idx is not None else None
         return [
             (i, Recommendation(
@@ -390,57 +444,76 @@ class RecommendationService:
         return items
 
     def _rank_live(
-        self,
-        model: ModelData,
-        signals: dict[UUID, scoring.UserSignals],
-        wanted: int,
-        deadline: Deadline,
-        pool: scoring.Pool | None,
-        filters: MediaFilter,
-    ) -> tuple[dict[UUID, scoring.Ranking], dict[UUID, list[list[int]]], _Described]:
-        """Each user's ranking, long enough to hold `wanted` live media, what explains each of
-        its media (scoring.because), and the catalog's description of all of them.
+        self, asks: dict[UUID, _Ask], deadline: Deadline, filters: MediaFilter
+    ) -> tuple[dict[UUID, scoring.Ranking], dict[UUID, list[list[int]]], dict[int, _Described]]:
+        """Each user's ranking, long enough to hold their `count` live media, what explains each
+        of its media (scoring.because), and the catalog's description of them (per model, by id()).
 
         Media deleted from the catalog since the last refresh are still in the model, so each
-        ranking holds DELETED_SLACK more than wanted; the catalog query (one for every user)
-        tells which are live, and describes the media that explain them. Only when that is
-        not enough for some users, they are ranked further and the next candidates asked
-        for: one more query per round.
+        ranking holds DELETED_SLACK more than wanted; the catalog query (one for every user,
+        whichever model ranked them) tells which are live, and describes the media that explain
+        them. Only when that is not enough for some users, they are ranked further and the next
+        candidates asked for: one more query per round.
         """
-        counts = dict.fromkeys(signals, wanted + DELETED_SLACK)
+        counts = {user_id: ask.count + DELETED_SLACK for user_id, ask in asks.items()}
         rankings: dict[UUID, scoring.Ranking] = {}
         explained: dict[UUID, list[list[int]]] = {}
-        described = _Described({}, filters)
-        pending = list(signals)
+        described = {id(ask.model): _Described({}, filters) for ask in asks.values()}
+        pending = list(asks)
         while pending:
+            wanted: dict[int, tuple[ModelData, list[int]]] = {}
             for user_id in pending:
+                ask = asks[user_id]
                 ranking = scoring.rank_for_user(
-                    model, signals[user_id], self._weights, counts[user_id], pool, explain=BECAUSE_MEDIA
+                    ask.model, ask.signals, ask.treatment.weights, counts[user_id], ask.pool, explain=BECAUSE_MEDIA
                 )
                 rankings[user_id] = ranking
                 explained[user_id] = ranking.because
-            wanted_idx = [i for u in pending for i in rankings[u].media_idx.tolist()]
-            wanted_idx += [i for u in pending for e in explained[u] for i in e]
-            self._describe(model, wanted_idx, described, deadline)
+                _, media_idx = wanted.setdefault(id(ask.model), (ask.model, []))
+                media_idx += ranking.media_idx.tolist()
+                media_idx += [i for e in ranking.because for i in e]
+            self._describe([(model, idx, described[key]) for key, (model, idx) in wanted.items()], deadline)
             pending = [
                 u
                 for u in pending
                 if len(rankings[u].media_idx) == counts[u]  # the model has more to offer
-                and sum(described.live(i) is not None for i in rankings[u].media_idx.tolist()) < wanted
+                and sum(described[id(asks[u].model)].live(i) is not None for i in rankings[u].media_idx.tolist())
+                < asks[u].count
             ]
             for user_id in pending:
                 counts[user_id] *= 2
         return rankings, explained, described
 
-    def _describe(self, model: ModelData, media_idx: list[int], described: _Described, deadline: Deadline) -> None:
-        """Ask the catalog (one query) about the media of `media_idx` it was not asked about yet."""
-        unknown = {i for i in media_idx if i not in described.media}
-        if not unknown:
+    def _describe(self, asked: list[tuple[ModelData, list[int], _Described]], deadline: Deadline) -> None:
+        """Ask the catalog (one query) about the media of each (model, indices, described) it
+        was not asked about yet."""
+        ids: dict[UUID, list[tuple[_Described, int]]] = {}
+        unknown_per = []
+        for model, media_idx, described in asked:
+            unknown = {i for i in media_idx if i not in described.media}
+            for i in unknown:
+                ids.setdefault(UUID(bytes=model.media_ids[i].tobytes()), []).append((described, i))
+            unknown_per.append((described, unknown))
+        if not ids:
             return
-        ids = {UUID(bytes=model.media_ids[i].tobytes()): i for i in unknown}
         found = self._required(lambda: self._catalog.media_by_ids(list(ids), deadline))
-        described.media.update(dict.fromkeys(unknown))
-        described.media.update((ids[media_id], media) for media_id, media in found.items())
+        for described, unknown in unknown_per:
+            described.media.update(dict.fromkeys(unknown))
+        for media_id, media in found.items():
+            for described, i in ids[media_id]:
+                described.media[i] = media
+
+    def _treatment(self, user_id: UUID) -> Treatment:
+        """How `user_id` is served: the defaults, or the running experiment's variant they are in."""
+        experiment = self._models.experiment
+        return self._defaults if experiment is None else self._defaults.of(experiment, assign(experiment, user_id))
+
+    def _model_for(self, treatment: Treatment, serving: ModelData, lacking: set[str]) -> ModelData:
+        """The model a treatment serves: its variant's kept model when this worker has it loaded
+        (until then, and without a model, what `serving` is)."""
+        if treatment.model_version is None or "model" in lacking:
+            return serving
+        return self._models.variant_model(treatment.model_version) or serving
 
     def _histories(self, user_ids: list[UUID], deadline: Deadline, lacking: set[str]) -> dict:
         optional = deadline.share(OPTIONAL_SHARE)
@@ -483,3 +556,8 @@ class RecommendationService:
             raise DatabaseUnavailable(
                 "a database is unavailable; retry shortly", retry_after=CATALOG_RETRY_AFTER
             ) from error
+
+
+def _tag(treatment: Treatment) -> ExperimentTag | None:
+    """The experiment and variant of an answer, None outside an experiment."""
+    return None if treatment.experiment is None else ExperimentTag(treatment.experiment, treatment.variant)

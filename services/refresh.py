@@ -152,8 +152,11 @@ def refresh(
     guard: Guard = Guard(),
     keep: int = 3,
     engine: Engine | None = None,
+    publish: bool = True,
 ) -> int:
     """Build a model from the current databases and publish it; returns its version.
+    Without `publish` the new version is only kept (for an experiment's variant, or a later
+    `python -m ml_service publish VERSION`).
 
     The refresh lock is taken first, so a second refresh fails at once (RefreshFailed naming
     the running one) instead of after its build. The new model is checked against the serving
@@ -194,9 +197,9 @@ def refresh(
             build_seconds=time.perf_counter() - started,
         )
         with _step("publishing to the model database"):
-            version = writer.publish(model, keep)
+            version = writer.publish(model, keep, serve=publish)
     log.info(
-        "model %s published: %s media, %s neighbour pairs, %s interactions, %.1f s",
+        "model %s " + ("published" if publish else "kept, not serving") + ": %s media, %s neighbour pairs, %s interactions, %.1f s",
         version, len(media_ids), len(nb_idx), read.interactions_count, model.build_seconds,
     )
     return version

@@ -7,7 +7,8 @@ from uuid import UUID
 from flask import current_app, jsonify
 
 from ml_service.api.blueprint import Blueprint
-from ml_service.api.recommendations import VERSIONED, versioned
+from ml_service.api.experiments import tagged
+from ml_service.api.recommendations import TAGGED, versioned
 from ml_service.arrival import arrived_at
 from ml_service.schemas import MediaPathSchema, SimilarRequestSchema, SimilarResponseSchema, similar_json
 
@@ -17,7 +18,7 @@ blp = Blueprint("media", __name__, url_prefix="/api/media", description="Media l
 @blp.route("/<media_id>/similar")
 @blp.arguments(MediaPathSchema, location="path", as_kwargs=True)
 @blp.arguments(SimilarRequestSchema, location="query")
-@blp.response(200, SimilarResponseSchema, description="The media most like this one.", headers=VERSIONED)
+@blp.response(200, SimilarResponseSchema, description="The media most like this one.", headers=TAGGED)
 @blp.alt_response(404, response="NOT_FOUND")
 @blp.alt_response(503, response="SERVICE_UNAVAILABLE")
 def similar_media(args: dict, media_id: UUID):
@@ -27,4 +28,4 @@ def similar_media(args: dict, media_id: UUID):
     `not_found` for a media the catalog does not have.
     """
     page = current_app.extensions["ml_service"].recommender.similar(media_id, **args, arrived_at=arrived_at())
-    return versioned(jsonify(similar_json(page)), page.model_version)  # built directly, as page_json
+    return tagged(versioned(jsonify(similar_json(page)), page.model_version), page.experiment)  # built directly

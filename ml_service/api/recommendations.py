@@ -8,6 +8,7 @@ from flask import current_app, jsonify
 from werkzeug.routing import BaseConverter
 
 from ml_service.api.blueprint import Blueprint
+from ml_service.api.experiments import EXPERIMENT_HEADER, tagged
 from ml_service.api.model import MODEL_VERSION_HEADER
 from ml_service.arrival import arrived_at
 from ml_service.schemas import (
@@ -23,7 +24,8 @@ from ml_service.schemas import (
 blp = Blueprint(
     "recommendations", __name__, url_prefix="/api/recommendations", description="Ranked media for one user or a batch."
 )
-VERSIONED = {MODEL_VERSION_HEADER: MODEL_VERSION_HEADER}  # documented header (a component of ml_service/openapi.py)
+VERSIONED = {MODEL_VERSION_HEADER: MODEL_VERSION_HEADER}  # documented headers (components of ml_service/openapi.py)
+TAGGED = {**VERSIONED, EXPERIMENT_HEADER: EXPERIMENT_HEADER}
 
 
 class UserIdSegment(BaseConverter):
@@ -39,7 +41,7 @@ blp.record_once(lambda state: state.app.url_map.converters.setdefault("user_id",
 @blp.route("/<user_id:user_id>")
 @blp.arguments(UserPathSchema, location="path", as_kwargs=True)
 @blp.arguments(SingleRequestSchema, location="query")
-@blp.response(200, RecommendationsSchema, description="The user's recommendations.", headers=VERSIONED)
+@blp.response(200, RecommendationsSchema, description="The user's recommendations.", headers=TAGGED)
 @blp.alt_response(404, response="NOT_FOUND")
 @blp.alt_response(503, response="SERVICE_UNAVAILABLE")
 def recommendations_for_user(row: dict, user_id: UUID):
@@ -50,7 +52,7 @@ def recommendations_for_user(row: dict, user_id: UUID):
     """
     result = current_app.extensions["ml_service"].recommender.recommend(user_id, **row, arrived_at=arrived_at())
     # Built directly (page_json), not dumped by the schema: marshmallow would cost more than the ranking.
-    return versioned(jsonify(page_json(result)), result.model_version)
+    return tagged(versioned(jsonify(page_json(result)), result.model_version), result.experiment)
 
 
 @blp.route("/batch", methods=["POST"])

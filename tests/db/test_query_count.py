@@ -17,9 +17,12 @@ _lock = threading.Lock()
 
 
 class CountingCursor(psycopg.Cursor):
-    """Counts every statement and COPY it sends, per database."""
+    """Counts every statement and COPY the test's own thread (the request's) sends, per database:
+    the background threads (model loader, impression writer) are not part of a request."""
 
     def _count(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
         with _lock:
             STATEMENTS[self.connection.info.dbname] += 1
 

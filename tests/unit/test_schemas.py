@@ -14,7 +14,7 @@ USER = str(uuid.uuid4())
 def test_single_request_defaults():
     assert UserPathSchema().load({"user_id": USER}) == {"user_id": uuid.UUID(USER)}
     assert SingleRequestSchema().load({}) == {
-        "limit": 10, "offset": 0, "filters": MediaFilter(), "exclude": [], "diversity": 0.0}
+        "limit": 10, "offset": 0, "filters": MediaFilter(), "exclude": []}  # diversity: the variant's, else 0
 
 
 def test_a_row_loads_into_a_filter_and_exclusions():
