@@ -83,9 +83,15 @@ class ImpressionLog:
         self._stop.set()
         self._wake.set()
         if self.enabled and self._queue:
-            done = threading.Thread(target=self.flush, name="impression-final-flush", daemon=True)
+            done = threading.Thread(target=self._final_flush, name="impression-final-flush", daemon=True)
             done.start()
             done.join(CLOSE_TIMEOUT)
+
+    def _final_flush(self) -> None:
+        try:
+            self.flush()
+        except Exception as error:
+            log.warning("%d impressions not written at shutdown: %s", len(self._queue), error)
 
     def flush(self) -> int:
         """Write the queued impressions now, a batch at a time; the number written. On a failure

@@ -207,8 +207,11 @@ public final class MlServiceClient {
         MlServiceClient client = new MlServiceClient(args[0]);
 
         Map<String, Object> page = client.recommendations(userId, 5, 0);
+        @SuppressWarnings("unchecked") // {name, variant} while an A/B experiment runs: log it beside your metrics
+        Map<String, Object> experiment = (Map<String, Object>) page.get("experiment");
+        String variant = experiment == null ? "none" : experiment.get("name") + "/" + experiment.get("variant");
         System.out.println("single " + page.get("user_id") + " count=" + Json.integer(page.get("count"))
-                + " first=" + firstMediaId(page));
+                + " first=" + firstMediaId(page) + " experiment=" + variant);
 
         Map<String, Object> next = client.recommendations(userId, 5, 5); // the next page: offset += limit
         System.out.println("page offset=" + Json.integer(next.get("offset")) + " count=" + Json.integer(next.get("count"))

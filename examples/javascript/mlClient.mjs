@@ -103,7 +103,9 @@ async function main(baseUrl, userId, otherUserId) {
   const client = new MlServiceClient(baseUrl);
 
   const page = await client.recommendations(userId, { limit: 5 });
-  console.log(`single ${page.user_id} count=${page.count} first=${page.recommendations[0].media_id}`);
+  const experiment = page.experiment; // { name, variant } while an A/B experiment runs: log it beside your metrics
+  const variant = experiment ? `${experiment.name}/${experiment.variant}` : "none";
+  console.log(`single ${page.user_id} count=${page.count} first=${page.recommendations[0].media_id} experiment=${variant}`);
 
   const next = await client.recommendations(userId, { limit: 5, offset: 5 }); // the next page: offset += limit
   console.log(`page offset=${next.offset} count=${next.count} first=${next.recommendations[0].media_id}`);

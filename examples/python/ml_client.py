@@ -91,7 +91,9 @@ def main(base_url: str, user_id: str, other_user_id: str) -> int:
     client = MlServiceClient(base_url)
 
     page = client.recommendations(user_id, limit=5)
-    print(f"single {page['user_id']} count={page['count']} first={page['recommendations'][0]['media_id']}")
+    experiment = page["experiment"]  # {name, variant} while an A/B experiment runs: log it beside your metrics
+    variant = f"{experiment['name']}/{experiment['variant']}" if experiment else "none"
+    print(f"single {page['user_id']} count={page['count']} first={page['recommendations'][0]['media_id']} experiment={variant}")
 
     following = client.recommendations(user_id, limit=5, offset=5)  # the next page: offset += limit
     print(f"page offset={following['offset']} count={following['count']} first={following['recommendations'][0]['media_id']}")

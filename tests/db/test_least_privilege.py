@@ -222,6 +222,9 @@ def test_gunicorn_as_ml_service_serves_full_hybrid_recommendations(contract, tmp
     assert any(item["content_score"] > 0 for item in body["recommendations"]), body
     assert batch.status_code == 200 and batch.json()["degraded"] == [], batch.text
     assert "permission denied" not in (tmp_path / "gunicorn.log").read_text().lower()
+    # The workers recorded what they showed (a stopping worker writes what it still holds).
+    with psycopg.connect(contract.admin.model) as conn:
+        assert conn.execute("SELECT count(*) FROM ml.impressions").fetchone()[0] == 1 + 3
 
 
 def test_the_evaluation_ranks_as_ml_service_exactly_as_the_administrator(contract):
@@ -340,7 +343,7 @@ def test_the_roles_hold_exactly_the_privileges_the_readme_lists(contract):
     _, ml_tables = schema_ml(contract)
     assert privileges("model_db", SERVING) == {("database", "CONNECT"), ("schema", "ml", "USAGE")} | {
         ("table", f"ml.{t}", "SELECT") for t, _ in ml_tables
-    }
+    } | {("table", "ml.impressions", "INSERT")}  # model.sql grants it to PUBLIC: append-only answered pages
     assert privileges("model_db", REFRESH) == {
         ("database", "CONNECT"), ("database", "CREATE"), ("schema", "ml", "USAGE"), ("schema", "ml", "CREATE")
     } | {("table", f"ml.{t}", p) for t, _ in ml_tables for p in TABLE_PRIVILEGES}  # the owner's

@@ -192,7 +192,8 @@ def test_publishing_keeps_the_last_models_and_drops_older_ones(db_urls, database
     assert [info.media_count for info in builds] == [4, 3, 2]
     with psycopg.connect(db_urls.model) as conn:
         tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'ml'")}
-    assert tables == {"model_builds", "serving"} | {f"{t}_{v}" for t in ("model_media", "media_neighbours") for v in (2, 3, 4)}
+    assert tables == {"model_builds", "serving", "experiments", "impressions", "impressions_default"} | {
+        f"{t}_{v}" for t in ("model_media", "media_neighbours") for v in (2, 3, 4)}
 
 
 def test_rollback_serves_an_earlier_model_and_a_refresh_then_publishes_a_new_one(db_urls, databases):

@@ -102,7 +102,8 @@ def expected(answers) -> str:
     row, batch_row, similar = answers["row"], answers["batch_row"]["results"], answers["similar"]
     watched, because = answers["watched"], answers["because"]
     return "\n".join([
-        f"single {USER} count=5 first={first['recommendations'][0]['media_id']}",
+        f"single {USER} count=5 first={first['recommendations'][0]['media_id']} experiment="
+        + (f"{first['experiment']['name']}/{first['experiment']['variant']}" if first["experiment"] else "none"),
         f"page offset=5 count=5 first={second['recommendations'][0]['media_id']}",
         f"batch total_users=2 {USER}:{batch['results'][USER]['count']} {OTHER}:{batch['results'][OTHER]['count']}",
         f"row count={row['count']} first={row['recommendations'][0]['media_id']}",
