@@ -86,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=4,
                         help="health, single, batch, filtered, excluded and similar alternate in this many rounds of "
                              "duration / rounds seconds")
+    parser.add_argument("--experiment", action="store_true",
+                        help="run an A/A experiment (two variants, no overrides: what the experiment machinery costs) while measuring: every answer is "
+                             "assigned a variant; with --baseline-ref, the baseline server reads a copy of the model database without it "
+                             "(--experiment --baseline-ref HEAD: the same code with and without a running experiment)")
     parser.add_argument("--baseline-ref", metavar="REV",
                         help="also serve git revision REV (a temporary worktree) from a second Gunicorn and "
                              "alternate single and batch between the two servers in every round")
@@ -98,6 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     ids = _user_ids(urls, args.seed)
     port = args.port or _free_port()
     with tempfile.TemporaryDirectory(prefix="ml-bench-") as tmp, contextlib.ExitStack() as stack:
+        baseline_urls = urls
+        if args.experiment:
+            if args.baseline_ref:  # the baseline serves the same model, without the experiment
+                baseline_urls = stack.enter_context(_model_database_copy(server, urls))
+            stack.enter_context(_experiment(urls))
         ids_file = Path(tmp) / "ids.txt"
         ids_file.write_text("\n".join(ids))
         (Path(tmp) / "media.txt").write_text("\n".join(_media_ids(urls, args.seed)))
@@ -113,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             servers = [(base, processes, parts)]
             baseline = None
             if args.baseline_ref:
-                baseline = stack.enter_context(_baseline_server(args.baseline_ref, urls, args, Path(tmp)))
+                baseline = stack.enter_context(_baseline_server(args.baseline_ref, baseline_urls, args, Path(tmp)))
                 baseline["processes"] = {**processes, "server": baseline["pid"]}
                 baseline["parts"] = {s: [] for s in scenarios if s in COMPARED}
                 servers.append((baseline["base"], baseline["processes"], baseline["parts"]))
@@ -318,6 +327,41 @@ def _baseline_server(ref: str, urls, args, tmp: Path):
             _stop(gunicorn)
     finally:
         _git("worktree", "remove", "--force", str(worktree))
+
+
+@contextlib.contextmanager
+def _model_database_copy(server, urls):
+    """`urls` with the model tables in a copy of the model database (CREATE DATABASE ... TEMPLATE),
+    dropped afterwards: what the baseline server of `--experiment` reads and writes."""
+    from dataclasses import replace
+
+    from psycopg import sql
+
+    source = psycopg.conninfo.conninfo_to_dict(urls.model)["dbname"]
+    name = f"{source}_without_experiment"
+    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(source)))
+    try:
+        yield replace(urls, model=server.get_uri(name))
+    finally:
+        with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@contextlib.contextmanager
+def _experiment(urls):
+    """An experiment running for the duration (started before the servers, so they load it at boot)."""
+    from ml_service.jobs import start_experiment, stop_experiment
+    from settings import Settings
+
+    settings = Settings(databases=urls)
+    name = f"bench-{datetime.now(timezone.utc):%Y%m%d%H%M%S}"
+    start_experiment(settings, name, ["control", "same"])  # A/A: its cost is the machinery alone
+    try:
+        yield name
+    finally:
+        stop_experiment(settings, name)
 
 
 def _stop(gunicorn: subprocess.Popen) -> None:
@@ -582,7 +626,10 @@ def _comparison(results: dict, parts: dict, baseline: dict, args) -> str:
         f"Same run, same databases: a second Gunicorn (the production configuration of its own revision, "
         f"the same settings) serves `{args.baseline_ref}` from a temporary git worktree. Each round runs "
         f"each scenario below on both servers in turn (which of them first alternates by round), so a busy "
-        "moment of the machine hits both alike.",
+        "moment of the machine hits both alike."
+        + (" This checkout runs an A/A experiment (every answer assigned a variant and tagged with it); the "
+           "baseline reads a copy of the model database without one. Both record impressions, when their "
+           "revision does." if args.experiment else ""),
         "",
         "| scenario | code | requests/s | p50 ms | p95 ms | p99 ms | errors | requests "
         "| CPU ms per request: Gunicorn | PostgreSQL |",

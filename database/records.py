@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 from uuid import UUID
 
 import numpy as np
@@ -244,9 +244,9 @@ class Experiment:
         return tuple(sorted({v.overrides["model"] for v in self.variants if "model" in v.overrides}))
 
 
-@dataclass(frozen=True)
-class Impression:
-    """One answered page, as the impression writer records it in ml.impressions."""
+class Impression(NamedTuple):
+    """One answered page, as the impression writer records it in ml.impressions (a tuple: one
+    is made per answered page, on the request path)."""
 
     shown_at: datetime
     request_id: str

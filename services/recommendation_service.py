@@ -16,8 +16,8 @@ from database.pools import Unavailable
 from database.records import Media, ModelData
 from database.user_repository import UserRepository
 from services import scoring
-from services.experiments.assignment import Treatment, assign
 from services.errors import DatabaseUnavailable, MediaNotFound, ModelUnavailable, NotInHistory
+from services.experiments.assignment import Treatment, assign
 from services.fallback_model import FallbackModels
 from services.filters import MediaFilter
 from services.model_store import ModelStore
@@ -162,6 +162,8 @@ class RecommendationService:
         self._engagement = engagement
         self._models = models
         self._defaults = Treatment(weights, history_weighting)
+        # The running experiment and its variants' treatments (replaced together, in one assignment).
+        self._treatments: tuple[object, dict[str, Treatment]] = (None, {})
         self._fallback = fallback
         self._deadline_seconds = deadline_seconds
 
@@ -506,7 +508,13 @@ class RecommendationService:
     def _treatment(self, user_id: UUID) -> Treatment:
         """How `user_id` is served: the defaults, or the running experiment's variant they are in."""
         experiment = self._models.experiment
-        return self._defaults if experiment is None else self._defaults.of(experiment, assign(experiment, user_id))
+        if experiment is None:
+            return self._defaults
+        cached, treatments = self._treatments
+        if cached is not experiment:  # a new experiment: each variant's treatment, built once
+            treatments = {v.name: self._defaults.of(experiment, v) for v in experiment.variants}
+            self._treatments = (experiment, treatments)
+        return treatments[assign(experiment, user_id).name]
 
     def _model_for(self, treatment: Treatment, serving: ModelData, lacking: set[str]) -> ModelData:
         """The model a treatment serves: its variant's kept model when this worker has it loaded

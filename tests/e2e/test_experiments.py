@@ -162,6 +162,10 @@ def test_every_worker_serves_one_variant_and_the_report_finds_a_simulated_effect
         users = [uuid.UUID(int=0xA000_0000 + i) for i in range(6000)]
         counted = simulate(urls, base, "sim", users, {"control": 0.15, "better": 0.20}, experiment, seed=1)
         result = report(urls, "sim", tmp_path / "sim")
+        metrics = requests.get(f"{base}/metrics", timeout=5).text
+        for name in ("control", "better"):
+            answered = sum(assign(experiment, u).name == name for u in users) + 24 * (variant == name)
+            assert metric(metrics, f'ml_experiment_answers_total{{experiment="sim",variant="{name}"}}') == answered
         control, better = result["variants"]["control"], result["variants"]["better"]
         assert control["users"] + better["users"] == 6001  # and the one user asked 24 times
         assert control["impressions"] + better["impressions"] == 6000 + 24
@@ -233,6 +237,7 @@ def test_impressions_survive_a_model_database_outage_and_the_drops_are_counted(p
         pg_server.drop_urls(prefix)
 
 
-def metric(text: str, name: str) -> float:
-    """A counter's value summed over its samples (0 when absent)."""
-    return sum(float(m.group(1)) for m in re.finditer(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.MULTILINE))
+def metric(text: str, sample: str) -> float:
+    """A counter's value: `sample` is its name, summed over its labels, or a name with its labels."""
+    labels = "" if "{" in sample else r"(?:\{[^}]*\})?"
+    return sum(float(m.group(1)) for m in re.finditer(rf"^{re.escape(sample)}{labels} (\S+)$", text, re.MULTILINE))

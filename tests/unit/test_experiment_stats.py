@@ -48,3 +48,16 @@ def test_sample_size():
     assert stats.sample_size(0.10, 0.10) == 14751  # the figure of the usual calculators
     assert stats.sample_size(0.10, 0.05) > 4 * stats.sample_size(0.10, 0.10) * 0.9
     assert stats.sample_size(0.15, 1 / 3) < 1500
+
+
+def test_the_readmes_sample_size_table_is_what_sample_size_gives():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme.split("<!-- sample-size table", 1)[1].split("\n\n", 1)[0]
+    rows = re.findall(r"^\| (\d+)% \| (.+) \|$", table, re.MULTILINE)
+    assert len(rows) == 4
+    for rate, cells in rows:
+        sizes = [int(cell.strip().replace(",", "")) for cell in cells.split("|")]
+        assert sizes == [stats.sample_size(int(rate) / 100, lift) for lift in (0.05, 0.10, 0.20)]
