@@ -7,7 +7,7 @@ without importing the layers above it.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Mapping
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -85,6 +85,15 @@ class Settings:
     # A refresh refuses to publish a model that has lost more than this share of the serving
     # model's media or interactions (or has none), unless run with --force.
     model_max_shrink: float = 0.5
+    # A refresh measures its model on a validation slice of the data (some users' newest positive
+    # interactions held out) and tunes EASE_LAMBDA, NEIGHBOURS_K, the blend and HISTORY_WEIGHTING
+    # there (those not given in the environment), within REFRESH_TUNE_BUDGET seconds; false: it
+    # measures the given settings only (services/tuning.py).
+    refresh_tune: bool = True
+    refresh_tune_budget: float = 300.0
+    # A refresh refuses to publish a model whose validation NDCG@10 is below the serving model's
+    # settings' on the same slice by more than this share, unless run with --force.
+    quality_max_drop: float = 0.05
     # Published models kept in the model database for `rollback` (the serving one is always kept).
     model_keep: int = 3
     # A loaded model built longer ago than this (hours) is reported as degraded "model_stale"
@@ -111,6 +120,9 @@ class Settings:
     # How the offline commands (refresh, import, ...) log: "text" lines or "json" objects as
     # the service writes them. Gunicorn always logs JSON.
     log_format: str = "text"
+    # The settings given explicitly (from the environment: their field names), which a refresh
+    # does not tune (services/model_settings.py); not part of what the settings are.
+    explicit: frozenset[str] = field(default=frozenset(), compare=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -127,12 +139,12 @@ class Settings:
         )
         values: dict[str, object] = {}
         for f in fields(cls):
-            if f.name == "databases":
+            if f.name in ("databases", "explicit"):
                 continue
             name = f.name.upper()
             if name in env and env[name] != "":
                 values[f.name] = _parse(name, env[name], type(f.default))
-        settings = cls(databases=databases, **values)
+        settings = cls(databases=databases, explicit=frozenset(values), **values)
         settings.validate()
         return settings
 
@@ -161,6 +173,8 @@ class Settings:
         logging_options({"LOG_LEVEL": self.log_level, "LOG_FORMAT": self.log_format})
         if not 0 <= self.model_max_shrink <= 1 or self.model_keep < 1:
             raise ConfigError("need 0 <= MODEL_MAX_SHRINK <= 1 and MODEL_KEEP >= 1")
+        if self.refresh_tune_budget < 0 or not 0 <= self.quality_max_drop <= 1:
+            raise ConfigError("need REFRESH_TUNE_BUDGET >= 0 and 0 <= QUALITY_MAX_DROP <= 1")
         if self.impression_retention_days < 0 or self.impression_queue_size < 1:
             raise ConfigError("need IMPRESSION_RETENTION_DAYS >= 0 and IMPRESSION_QUEUE_SIZE >= 1")
         if self.model_reload_interval <= 0:
@@ -205,6 +219,12 @@ def _split(value: str) -> tuple[str, ...]:
 
 
 def _parse(name: str, raw: str, kind: type) -> object:
+    if kind is bool:
+        if raw.strip().lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.strip().lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name}={raw!r} is not true or false")
     try:
         return kind(raw)
     except ValueError:
@@ -213,5 +233,5 @@ def _parse(name: str, raw: str, kind: type) -> object:
 
 # Names of the environment variables Settings reads, for docs and checks.
 SETTING_NAMES = ["USER_DB_URL", "CATALOG_DB_URL", "ENGAGEMENT_DB_URL", "MODEL_DB_URL"] + [
-    f.name.upper() for f in fields(Settings) if f.name != "databases"
+    f.name.upper() for f in fields(Settings) if f.name not in ("databases", "explicit")
 ]

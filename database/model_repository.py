@@ -13,6 +13,7 @@ from uuid import UUID
 import numpy as np
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from database import binary_copy
 from database.deadline import Deadline
@@ -91,11 +92,40 @@ class NewModel:
     users_count: int
     newest_interaction: datetime | None
     build_seconds: float
+    settings: dict | None = None  # ModelInfo.settings
+    validation: dict | None = None  # ModelInfo.validation
+
+
+def in_memory(model: NewModel, info: ModelInfo) -> ModelData:
+    """`model` as the ModelData that loading it after a publish would give (genres and types
+    grouped as the load groups them): what a refresh measures its candidates with."""
+    genres: dict[str, list[int]] = {}
+    for idx, names in enumerate(model.media_genres):
+        for name in names:
+            genres.setdefault(name, []).append(idx)
+    type_names = sorted({t for t in model.media_types if t is not None})
+    type_code = {name: code for code, name in enumerate(type_names)}
+    media_idx, neighbour_idx, similarity = neighbour_order(model.neighbour_media, model.neighbour_idx, model.neighbour_similarity)
+    indptr = np.zeros(len(model.media_ids) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(media_idx, minlength=len(model.media_ids)), out=indptr[1:])
+    return ModelData(
+        info=info,
+        media_ids=model.media_ids,
+        popularity=model.popularity,
+        genre_names=tuple(sorted(genres)),
+        media_genres=[np.asarray(genres[name], dtype=np.int32) for name in sorted(genres)],
+        neighbour_indptr=indptr,
+        neighbour_idx=neighbour_idx,
+        neighbour_similarity=similarity,
+        media_type_names=tuple(type_names),
+        media_type=np.array([type_code.get(t, -1) for t in model.media_types], dtype=np.int16),
+        release_year=np.asarray(model.release_years, dtype=np.int32),
+    )
 
 
 INFO_COLUMNS = (
     "version, built_at, interactions_count, users_count, media_count, neighbours_count, newest_interaction, "
-    "build_seconds"
+    "build_seconds, settings, validation"
 )
 # The serving model's build record.
 SERVING_BUILD = f"SELECT {INFO_COLUMNS} FROM ml.model_builds JOIN ml.serving USING (version)"
@@ -250,7 +280,7 @@ class ModelWriter:
         with conn.transaction():
             conn.execute(
                 f"INSERT INTO ml.model_builds ({INFO_COLUMNS.replace('built_at, ', '')})"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (
                     version,
                     model.interactions_count,
@@ -259,6 +289,8 @@ class ModelWriter:
                     len(model.neighbour_idx),
                     model.newest_interaction,
                     model.build_seconds,
+                    None if model.settings is None else Jsonb(model.settings),
+                    None if model.validation is None else Jsonb(model.validation),
                 ),
             )
             if serve:

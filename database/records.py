@@ -81,6 +81,10 @@ class ModelInfo:
     neighbours_count: int
     newest_interaction: datetime | None
     build_seconds: float
+    # What services/tuning.py chose and measured (null for versions built before it, or on
+    # data too small to hold a validation slice out).
+    settings: dict | None = None  # ModelSettings.as_dict()
+    validation: dict | None = None  # Quality.as_dict(), with the serving model's figure it was gated on
 
 
 @dataclass(frozen=True)

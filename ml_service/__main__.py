@@ -176,14 +176,36 @@ def models() -> None:
     if not builds:
         click.echo("no model is published yet (run: python -m ml_service refresh)")
         return
-    click.echo(f"{'':2}{'version':>7}  {'built at (UTC)':19}  {'media':>8}  {'users':>9}  {'interactions':>12}  build")
+    click.echo(f"{'':2}{'version':>7}  {'built at (UTC)':19}  {'media':>8}  {'users':>9}  {'interactions':>12}  "
+               f"{'build':>7}  {'NDCG@10':>7}  {'recall@10':>9}  settings")
     for info in builds:
+        quality = info.validation or {}
         click.echo(
             f"{'*' if info.version == serving else '':2}{info.version:>7}  "
             f"{info.built_at.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S}  {info.media_count:>8,}  "
-            f"{info.users_count:>9,}  {info.interactions_count:>12,}  {info.build_seconds:>6.1f}s"
+            f"{info.users_count:>9,}  {info.interactions_count:>12,}  {info.build_seconds:>6.1f}s  "
+            f"{_figure(quality.get('ndcg')):>7}  {_figure(quality.get('recall')):>9}  {_settings_text(info.settings)}"
         )
-    click.echo("* serving (workers switch within MODEL_RELOAD_INTERVAL)")
+    click.echo("* serving (workers switch within MODEL_RELOAD_INTERVAL). NDCG@10 and recall@10: on the refresh's "
+               "validation slice; settings: what it built and serves the version with (* tuned, the others given)")
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _settings_text(recorded: dict | None) -> str:
+    """A version's recorded settings in one short line (services/model_settings.py)."""
+    if not recorded:
+        return "-"
+    tuned = set(recorded.get("tuned", ()))
+
+    def mark(name: str) -> str:
+        return "*" if name in tuned else ""
+
+    return (f"lambda={recorded['ease_lambda']:g}{mark('ease_lambda')} k={recorded['neighbours_k']}{mark('neighbours_k')} "
+            f"blend={recorded['content_weight']:g}/{recorded['collaborative_weight']:g}{mark('blend')} "
+            f"{recorded['history_weighting']}{mark('history_weighting')}")
 
 
 @cli.command()

@@ -19,12 +19,13 @@ from ml_service.metrics import register_metrics
 from ml_service.openapi import register_api
 from ml_service.request_log import current_request_id, register_request_logging
 from ml_service.security import register_security
+from services import model_settings
 from services.catalog_sync import CatalogSync
 from services.fallback_model import FallbackModels
 from services.impressions import ImpressionLog, RecordingRecommender
 from services.model_store import ModelStore
 from services.recommendation_service import RecommendationService
-from services.scoring import Weights
+from services.model_settings import ModelSettings
 from settings import Settings
 
 MAX_BODY_BYTES = 64 * 1024
@@ -74,8 +75,9 @@ def build_runtime(settings: Settings, databases: Databases | None = None) -> Run
         catalog=catalog,
         engagement=engagement,
         models=models,
-        weights=Weights(settings.content_weight, settings.collaborative_weight, settings.dislike_weight),
-        history_weighting=settings.history_weighting,
+        configured=ModelSettings.configured(settings),
+        given=model_settings.given(settings.explicit),
+        dislike_weight=settings.dislike_weight,
         fallback=FallbackModels(engagement, catalog),
         deadline_seconds=settings.request_deadline_ms / 1000,
     )

@@ -22,8 +22,10 @@ from database.model_repository import ModelRepository
 from database.pools import Databases, open_databases
 from database.records import Experiment, InteractionWeights, ModelInfo
 from database.schema import apply_schema
-from services import neighbours
+from database.user_repository import UserRepository
+from services import model_settings, neighbours
 from services import refresh as refresh_job
+from services.model_settings import ModelSettings
 from settings import DatabaseUrls, Settings
 
 # Seconds an offline job waits for a database connection (it fails at once when the server
@@ -71,7 +73,19 @@ def run_refresh(settings: Settings, progress: bool = False, force: bool = False,
             keep=settings.model_keep,
             engine=engine,
             publish=publish,
+            users=UserRepository(databases.user),
+            tune=tuning_of(settings),
         )
+
+
+def tuning_of(settings: Settings) -> refresh_job.Tuning:
+    """What a refresh with `settings` tunes (REFRESH_TUNE: the tunable settings not given
+    explicitly) and how it gates (services/tuning.py, services/model_settings.py)."""
+    tunable = frozenset()
+    if settings.refresh_tune:
+        tunable = frozenset(model_settings.TUNABLE) - model_settings.given(settings.explicit)
+    return refresh_job.Tuning(ModelSettings.configured(settings), tunable, settings.refresh_tune_budget,
+                              settings.quality_max_drop, settings.dislike_weight)
 
 
 @contextlib.contextmanager
@@ -212,7 +226,12 @@ def evaluate(data_dir: Path, k: int, out_dir: Path | None, pgdata: Path, progres
         for database in runtime.databases.by_name().values():
             database.pool.wait(OFFLINE_CONNECT_WAIT)
         try:
-            yield runtime.recommender
+            model = runtime.models.current()
+            yield runtime.recommender, {
+                "version": model.info.version,
+                "settings": runtime.recommender.settings_for(model).as_dict(),
+                "validation": model.info.validation,
+            }
         finally:
             runtime.close()
 

@@ -13,6 +13,7 @@ ids never become label values.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from typing import Any, Iterable
@@ -92,6 +93,13 @@ class ServiceMetrics:
                                "Age of the oldest model any live worker serves, as of that worker's last update "
                                "(at most a second old while it serves requests)",
                                multiprocess_mode="livemax", registry=r)
+        # The served model's quality on its refresh's validation slice (NaN: not measured). Every
+        # worker reports its own about once a second; they agree once all serve the same version.
+        self.model_validation = {
+            key: Gauge(f"ml_model_validation_{key}", f"{what} of the served model on its refresh's validation slice "
+                       "(as the worker that reported last serves it)", multiprocess_mode="livemostrecent", registry=r)
+            for key, what in (("ndcg", "NDCG@10"), ("recall", "Recall@10"), ("user_coverage", "User coverage"))
+        }
         self._pool_cache: dict = {}
         self.workers_without_model = Gauge("ml_workers_without_model", "Live workers that have no model loaded",
                                            multiprocess_mode="livesum", registry=r)
@@ -166,6 +174,9 @@ class ServiceMetrics:
         self.model_version_max.set(model.info.version)
         self.model_built.set(built)
         self.model_age.set(max(0.0, time.time() - built))
+        validation = model.info.validation or {}
+        for key, gauge in self.model_validation.items():
+            gauge.set(validation.get(key, math.nan))
 
 
 class InstrumentedRecommender:

@@ -321,6 +321,36 @@ class BatchResponseSchema(ResponseSchema):
     model_version = fields.Integer(**_model_version)
 
 
+class ModelSettingsSchema(ResponseSchema):
+    """The settings a model version is built and served with (services/model_settings.py)."""
+
+    ease_lambda = fields.Float(metadata={"description": "EASE's regularisation λ it was built with."})
+    neighbours_k = fields.Integer(metadata={"description": "Neighbours kept per media."})
+    content_weight = fields.Float(metadata={"description": "Weight of the genre match in the hybrid score."})
+    collaborative_weight = fields.Float(metadata={"description": "Weight of the collaborative score."})
+    history_weighting = fields.String(metadata={"description": "`centred` or `raw` (HISTORY_WEIGHTING)."})
+    tuned = fields.List(fields.String(), metadata={
+        "description": "Which the refresh tuned on its validation slice (ease_lambda, neighbours_k, blend, "
+                       "history_weighting); the others were given in its environment. A blend or history "
+                       "weighting given in the service's environment is served instead of the recorded one."})
+
+
+class ValidationSchema(ResponseSchema):
+    """How the version ranked the held-out interactions of its refresh's validation slice."""
+
+    ndcg = fields.Float(metadata={"description": "NDCG@10."})
+    recall = fields.Float(metadata={"description": "Recall@10."})
+    user_coverage = fields.Float(metadata={"description": "Share of the slice's users given a full list of 10."})
+    users = fields.Integer(metadata={"description": "Users of the slice."})
+    serving_ndcg = fields.Float(allow_none=True, metadata={
+        "description": "NDCG@10 of the then serving model's settings on the same slice (what the quality gate "
+                       "compared with; null without a serving model with recorded settings)."})
+    trials = fields.Integer(metadata={"description": "Settings measured by the tuning."})
+    budget_reached = fields.Boolean(metadata={"description": "Whether REFRESH_TUNE_BUDGET cut the tuning short."})
+    seconds = fields.Dict(keys=fields.String(), values=fields.Float(),
+                          metadata={"description": "Seconds per step of the measuring and tuning."})
+
+
 class ModelSchema(ResponseSchema):
     """The model this worker serves (GET /api/model)."""
 
@@ -334,6 +364,11 @@ class ModelSchema(ResponseSchema):
     neighbours = fields.Integer(metadata={"description": "Neighbour pairs."})
     build_seconds = fields.Float(metadata={"description": "How long the refresh took."})
     newest_interaction = fields.DateTime(allow_none=True, metadata={"description": "Newest interaction it saw."})
+    settings = fields.Nested(ModelSettingsSchema, metadata={
+        "description": "The settings this worker serves the version with."})
+    validation = fields.Nested(ValidationSchema, allow_none=True, metadata={
+        "description": "Its quality on the refresh's validation slice (null: built before it was measured, or on "
+                       "data too small to hold a slice out)."})
 
 
 class VariantSchema(ResponseSchema):

@@ -20,6 +20,7 @@ from services.errors import DatabaseUnavailable, MediaNotFound, ModelUnavailable
 from services.experiments.assignment import Treatment, assign
 from services.fallback_model import FallbackModels
 from services.filters import MediaFilter
+from services.model_settings import ModelSettings, served
 from services.model_store import ModelStore
 
 T = TypeVar("T")
@@ -42,6 +43,8 @@ SIMILAR_CANDIDATES = 100
 BECAUSE_MEDIA = 2
 # Seconds a client is told to wait when catalog_db (without which no media can be described) is down.
 CATALOG_RETRY_AFTER = 1
+# Treatments kept per worker (per model version and variant), rebuilt past it.
+MAX_TREATMENTS = 64
 # What a degraded answer lacks, in the order responses list it.
 DEGRADATIONS = ("user_db", "engagement_db", "model", "model_stale")
 
@@ -152,18 +155,24 @@ class RecommendationService:
         catalog: CatalogRepository,
         engagement: EngagementRepository,
         models: ModelStore,
-        weights: scoring.Weights,
+        configured: ModelSettings,
         fallback: FallbackModels,
         deadline_seconds: float,
-        history_weighting: str = "centred",
+        given: frozenset[str] = frozenset(),
+        dislike_weight: float = 0.0,
     ) -> None:
         self._users = users
         self._catalog = catalog
         self._engagement = engagement
         self._models = models
-        self._defaults = Treatment(weights, history_weighting)
-        # The running experiment and its variants' treatments (replaced together, in one assignment).
-        self._treatments: tuple[object, dict[str, Treatment]] = (None, {})
+        # The environment's settings: a version is served with those recorded with it, except the
+        # ones `given` explicitly (services/model_settings.py).
+        self._configured = configured
+        self._given = given
+        self._dislike = dislike_weight
+        # The running experiment, and the treatments built for it per (model version, variant)
+        # (replaced together, in one assignment).
+        self._treatments: tuple[object, dict[tuple, Treatment]] = (None, {})
         self._fallback = fallback
         self._deadline_seconds = deadline_seconds
 
@@ -208,8 +217,8 @@ class RecommendationService:
         lacking: set[str] = set()
         serving = self._model(lacking, deadline)
         user_ids = list(dict.fromkeys(user_ids))
-        treatments = {user_id: self._treatment(user_id) for user_id in user_ids}
-        models = {user_id: self._model_for(t, serving, lacking) for user_id, t in treatments.items()}
+        served = {user_id: self._serve(user_id, serving, lacking) for user_id in user_ids}
+        models = {user_id: model for user_id, (_, model) in served.items()}
         prepared: dict[int, tuple[scoring.Pool | None, np.ndarray]] = {}  # per model: pool, excluded media
         for model in models.values():
             if id(model) not in prepared:
@@ -221,7 +230,7 @@ class RecommendationService:
         wanted = offset + limit
         asks = {}
         for user_id in user_ids:
-            treatment, model = treatments[user_id], models[user_id]
+            treatment, model = served[user_id]
             pool, excluded_idx = prepared[id(model)]
             profile = profiles.get(user_id)
             genres = profile.genres if profile and not treatment.popular_only else ()
@@ -266,8 +275,7 @@ class RecommendationService:
         """
         deadline = self._deadline(arrived_at)
         lacking: set[str] = set()
-        treatment = self._defaults if user_id is None else self._treatment(user_id)
-        model = self._model_for(treatment, self._model(lacking, deadline), lacking)
+        treatment, model = self._serve(user_id, self._model(lacking, deadline), lacking)
         wanted = offset + limit
         user = None
         if user_id is not None:
@@ -293,7 +301,7 @@ class RecommendationService:
         if seed_media is None:
             raise MediaNotFound(f"no media {media_id} in the catalog")
         if user is None:
-            items = self._seed_items(model, seed_idx, seed_genres, idx, neighbour, described, self._defaults.weights)
+            items = self._seed_items(model, seed_idx, seed_genres, idx, neighbour, described, treatment.weights)
         else:
             score, content, collaborative = scoring.hybrid_scores(model, user, treatment.weights, idx)
             order = np.lexsort((np.arange(len(idx)), -score))  # the user's score, then similarity
@@ -320,12 +328,11 @@ class RecommendationService:
         history (if engagement_db answers) has no positive interaction with it."""
         deadline = self._deadline(arrived_at)
         lacking: set[str] = set()
-        treatment = self._treatment(user_id)
-        model = self._model_for(treatment, self._model(lacking, deadline), lacking)
+        treatment, model = self._serve(user_id, self._model(lacking, deadline), lacking)
         tag = _tag(treatment)
         # The row's candidates are the seed's neighbours whatever the variant: popular_only
         # (which ranks the personalised rows by popularity) leaves it as it is.
-        weights = self._defaults.weights if treatment.popular_only else treatment.weights
+        weights = self._defaults(model).weights if treatment.popular_only else treatment.weights
         if diversity is None:
             diversity = treatment.diversity or 0.0
         pool = scoring.Pool.of(model, filters.mask(model)) if filters else None
@@ -505,23 +512,37 @@ class RecommendationService:
             for described, i in ids[media_id]:
                 described.media[i] = media
 
-    def _treatment(self, user_id: UUID) -> Treatment:
-        """How `user_id` is served: the defaults, or the running experiment's variant they are in."""
+    def _serve(self, user_id: UUID | None, serving: ModelData, lacking: set[str]) -> tuple[Treatment, ModelData]:
+        """How `user_id` is served and by which model: the running experiment's variant they are
+        in (None: no user, the defaults), on its kept model when it names one that this worker has
+        loaded (until then, and without a model, on `serving`), with that model's settings."""
         experiment = self._models.experiment
-        if experiment is None:
-            return self._defaults
+        variant = None if experiment is None or user_id is None else assign(experiment, user_id)
+        model = serving
+        version = None if variant is None else variant.overrides.get("model")
+        if version is not None and "model" not in lacking:
+            model = self._models.variant_model(version) or serving
         cached, treatments = self._treatments
-        if cached is not experiment:  # a new experiment: each variant's treatment, built once
-            treatments = {v.name: self._defaults.of(experiment, v) for v in experiment.variants}
+        if cached is not experiment:  # a new experiment (or none any more): built anew
+            treatments = {}
             self._treatments = (experiment, treatments)
-        return treatments[assign(experiment, user_id).name]
+        key = (model.info.version, None if variant is None else variant.name)
+        treatment = treatments.get(key)
+        if treatment is None:
+            if len(treatments) >= MAX_TREATMENTS:  # versions come and go in a long-lived worker
+                treatments.clear()
+            treatment = treatments[key] = self._defaults(model).of(experiment, variant)
+        return treatment, model
 
-    def _model_for(self, treatment: Treatment, serving: ModelData, lacking: set[str]) -> ModelData:
-        """The model a treatment serves: its variant's kept model when this worker has it loaded
-        (until then, and without a model, what `serving` is)."""
-        if treatment.model_version is None or "model" in lacking:
-            return serving
-        return self._models.variant_model(treatment.model_version) or serving
+    def settings_for(self, model: ModelData) -> ModelSettings:
+        """The settings `model`'s version is served with outside an experiment: those recorded with
+        it, except the ones the environment gives explicitly (services/model_settings.py)."""
+        return served(model.info.settings, self._configured, self._given)
+
+    def _defaults(self, model: ModelData) -> Treatment:
+        """The treatment outside an experiment for `model`."""
+        settings = self.settings_for(model)
+        return Treatment(settings.weights(self._dislike), settings.history_weighting)
 
     def _histories(self, user_ids: list[UUID], deadline: Deadline, lacking: set[str]) -> dict:
         optional = deadline.share(OPTIONAL_SHARE)

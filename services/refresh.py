@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
+from uuid import UUID
 
 import numpy as np
 import psycopg
@@ -16,9 +17,12 @@ from tqdm import tqdm
 
 from database.catalog_repository import CatalogRepository
 from database.engagement_repository import EngagementRepository
-from database.model_repository import ModelRepository, NewModel, RefreshInProgress
+from database.model_repository import ModelRepository, NewModel, RefreshInProgress, in_memory
+from database.pools import Unavailable
 from database.records import ModelInfo
-from services import neighbours
+from database.user_repository import UserRepository
+from services import neighbours, tuning, validation
+from services.model_settings import ModelSettings
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +64,11 @@ class Interactions:
     newest: np.ndarray  # int64 microseconds since 2000-01-01
     users_count: int
     interactions_count: int
+    # What the refresh's validation slice needs (services/validation.py): each pair's positive
+    # value (0 unless positive) and whether it was disliked, and each user number's id.
+    value: np.ndarray | None = None  # float32
+    disliked: np.ndarray | None = None  # bool
+    user_ids: np.ndarray | None = None  # V16 per user number
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,31 @@ class Guard:
         else:
             return
         raise ModelRejected(f"{reason}; nothing was published (--force publishes it anyway)")
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """How a refresh measures, tunes and gates its model (REFRESH_TUNE, REFRESH_TUNE_BUDGET,
+    QUALITY_MAX_DROP; services/tuning.py)."""
+
+    start: ModelSettings  # the settings of the environment
+    tunable: frozenset[str] = frozenset()  # of model_settings.TUNABLE; empty: measure only
+    budget_seconds: float = 300.0
+    max_drop: float = 0.05
+    dislike: float = 0.0
+
+    def check(self, outcome: tuning.Outcome, serving: ModelInfo | None, guard: Guard) -> None:
+        """Raise ModelRejected when the new model's validation NDCG@10 is more than max_drop below
+        the serving model's settings' on the same slice (unless the guard is forced)."""
+        if guard.force or outcome.serving is None or outcome.serving.ndcg <= 0:
+            return
+        new, old = outcome.quality.ndcg, outcome.serving.ndcg
+        if new < old * (1 - self.max_drop):
+            raise ModelRejected(
+                f"the new model's validation NDCG@10 is {new:.4f}, {1 - new / old:.1%} below the serving model's "
+                f"{old:.4f} (version {serving.version}, its settings rebuilt on the same slice); QUALITY_MAX_DROP "
+                f"allows {self.max_drop:.0%}; nothing was published (--force publishes it anyway)"
+            )
 
 
 class Read(Protocol):
@@ -153,6 +187,8 @@ def refresh(
     keep: int = 3,
     engine: Engine | None = None,
     publish: bool = True,
+    users: UserRepository | None = None,
+    tune: Tuning | None = None,
 ) -> int:
     """Build a model from the current databases and publish it; returns its version.
     Without `publish` the new version is only kept (for an experiment's variant, or a later
@@ -167,6 +203,10 @@ def refresh(
 
     `neighbour_settings` say how the neighbour table is built (services/neighbours.py);
     `engine` how the interactions are read and summed (default: NumpyEngine(engagement)).
+    With `tune` (and `users`, for the validation users' genres) the model is measured on a
+    validation slice, its settings tuned there, and it is refused when it ranks worse than the
+    serving model's settings by more than tune.max_drop (services/tuning.py); the settings and
+    the figures are recorded with the version.
     """
     started = time.perf_counter()
     engine = NumpyEngine(engagement) if engine is None else engine
@@ -180,6 +220,14 @@ def refresh(
         with _step("reading interactions from engagement_db"):
             read = engine.read(media_ids, progress)
         guard.check(serving, "interactions", read.interactions_count)
+        chosen, measured = (None, None) if tune is None else (tune.start, None)
+        if tune is not None:
+            outcome = _tune(read, live, media_ids, serving, tune, neighbour_settings, half_life_days, users, progress)
+            if outcome is not None:
+                tune.check(outcome, serving, guard)
+                chosen, measured = outcome.settings, outcome.record()
+        if chosen is not None:
+            neighbour_settings = replace(neighbour_settings, k=chosen.neighbours_k, ease_lambda=chosen.ease_lambda)
         popularity = read.popularity(half_life_days)
         nb_media, nb_idx, nb_sim = neighbours.assemble(read.sums(neighbour_settings), neighbour_settings, progress)
         model = NewModel(
@@ -195,6 +243,8 @@ def refresh(
             users_count=read.users_count,
             newest_interaction=None if read.newest is None else POSTGRES_EPOCH + timedelta(microseconds=read.newest),
             build_seconds=time.perf_counter() - started,
+            settings=None if chosen is None else chosen.as_dict(),
+            validation=measured,
         )
         with _step("publishing to the model database"):
             version = writer.publish(model, keep, serve=publish)
@@ -205,13 +255,78 @@ def refresh(
     return version
 
 
+def _tune(read: Read, live, media_ids: np.ndarray, serving: ModelInfo | None, tune: Tuning,
+          base: neighbours.NeighbourSettings, half_life_days: float, users: UserRepository | None,
+          progress: bool) -> tuning.Outcome | None:
+    """The validation slice of the interactions, and the search on it (services/tuning.py);
+    None when there is no slice (too little data, or an engine that keeps no pairs here)."""
+    if not isinstance(read, NumpyRead):
+        log.warning("this engine keeps no interactions in the refresh's process: no validation, tuning or quality gate")
+        return None
+    started = time.perf_counter()
+    i = read.interactions
+    slice_ = validation.cut(i.user, i.media, i.positive, i.value, i.disliked, i.newest)
+    if slice_ is None:
+        log.info("fewer than %s users with %s positive interactions: no validation slice, the settings are "
+                 "not tuned", validation.MIN_USERS, validation.MIN_POSITIVE)
+        return None
+    tunable = tune.tunable
+    if users is not None:
+        ids = [UUID(bytes=i.user_ids[u].tobytes()) for u in slice_.users.tolist()]
+        try:
+            profiles = users.profiles_by_ids(ids)
+        except (psycopg.Error, Unavailable) as error:
+            # The refresh did without user_db before it measured: it still does, measuring less.
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            log.warning("cannot read the validation users' preferred genres from user_db (%s): measuring without "
+                        "them, the blend is not tuned (see the README's privileges: ml_refresh reads user_db)", reason)
+            profiles, tunable = {}, tunable - {"blend"}
+        slice_ = slice_.with_genres({u: profiles[uid].genres for u, uid in zip(slice_.users.tolist(), ids)
+                                     if uid in profiles})
+    train = Interactions(
+        i.user[slice_.train], i.media[slice_.train], i.positive[slice_.train], i.liked[slice_.train],
+        i.newest[slice_.train], i.users_count, i.interactions_count,
+    )
+    popularity = popularity_scores(train, len(media_ids), half_life_days)
+    widest = replace(base, k=max(tuning.K_VALUES + (tune.start.neighbours_k,)))
+    sums = neighbours.MatrixSums(pairs(train, train.positive, len(media_ids), base.user_cap),
+                                 pairs(train, train.liked, len(media_ids), base.user_cap), widest)
+    del train
+    tables = tuning.Tables(sums, base, progress)
+    del sums
+    info = ModelInfo(0, datetime.now(), 0, 0, len(media_ids), 0, None, 0.0)
+    genres = [live.genres.get(raw, ()) for raw in media_ids.tolist()]
+
+    def model_of(table: neighbours.Table):
+        return in_memory(NewModel(media_ids, popularity, genres, live.media_types, live.release_years, *table,
+                                  0, 0, None, 0.0), info)
+
+    prepared = time.perf_counter() - started
+    serving_settings = None if serving is None or not serving.settings else ModelSettings.of(serving.settings)
+    if serving is not None and serving_settings is None:
+        log.info("the serving model (version %s) has no recorded settings: the quality gate applies from the next "
+                 "refresh", serving.version)
+    outcome = tuning.search(tables, model_of, slice_, tune.start, tunable, tune.dislike, tune.budget_seconds,
+                            serving_settings)
+    tables.release()
+    outcome.seconds = {"validation slice and shared sums": prepared, **outcome.seconds}
+    log.info(
+        "validation on %s users: NDCG@10 %.4f, recall@10 %.4f, coverage %.3f with %s (serving model's settings: %s); "
+        "%s trials, %s", slice_.users.size, outcome.quality.ndcg, outcome.quality.recall, outcome.quality.user_coverage,
+        {k: v for k, v in outcome.settings.as_dict().items() if k != "tuned"},
+        "none" if outcome.serving is None else f"{outcome.serving.ndcg:.4f}", len(outcome.trials),
+        ", ".join(f"{step} {s:.1f} s" for step, s in outcome.seconds.items()),
+    )
+    return outcome
+
+
 def read_interactions(engagement: EngagementRepository, media_ids: np.ndarray, progress: bool = True) -> Interactions:
     """Stream every (user, media) pair from engagement_db into dense arrays.
 
     Pairs arrive ordered by user, so users are numbered by counting changes of user id;
     media unknown to the catalog (or deleted) are dropped.
     """
-    users, media, positive, liked, newest = [], [], [], [], []
+    users, media, positive, liked, newest, value, disliked, user_ids = [], [], [], [], [], [], [], []
     users_count = 0
     interactions_count = 0
     previous_user = None
@@ -224,6 +339,7 @@ def read_interactions(engagement: EngagementRepository, media_ids: np.ndarray, p
         changes[0] = previous_user is None or user_raw[0] != previous_user
         changes[1:] = user_raw[1:] != user_raw[:-1]
         user_numbers = users_count - 1 + np.cumsum(changes)
+        user_ids.append(user_raw[changes])
         users_count = int(user_numbers[-1]) + 1
         previous_user = user_raw[-1]
         if len(media_ids) == 0:
@@ -236,6 +352,8 @@ def read_interactions(engagement: EngagementRepository, media_ids: np.ndarray, p
         positive.append(is_positive[known])
         liked.append((is_positive & rows["liked"])[known])
         newest.append(rows["newest"][known].astype(np.int64))
+        value.append(np.where(is_positive, rows["positive_value"], 0.0)[known].astype(np.float32))
+        disliked.append(rows["disliked"][known])
     bar.close()
 
     def joined(parts: list[np.ndarray], dtype: str) -> np.ndarray:
@@ -249,6 +367,9 @@ def read_interactions(engagement: EngagementRepository, media_ids: np.ndarray, p
         newest=joined(newest, "int64"),
         users_count=users_count,
         interactions_count=interactions_count,
+        value=joined(value, "float32"),
+        disliked=joined(disliked, "bool"),
+        user_ids=joined(user_ids, "V16"),
     )
 
 

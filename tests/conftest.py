@@ -146,9 +146,10 @@ def db_urls(pg_server: Server, schema_template: str) -> DatabaseUrls:
 
 
 def settings_for(urls: DatabaseUrls, **overrides) -> Settings:
-    """Settings pointing at `urls`, with test-friendly defaults."""
+    """Settings pointing at `urls`, with test-friendly defaults; `overrides` count as given in the
+    environment (Settings.explicit: a refresh does not tune them, the service serves them)."""
     values = {"model_reload_interval": 3600.0, **overrides}
-    return Settings(databases=urls, **values)
+    return Settings(databases=urls, explicit=frozenset(overrides), **values)
 
 
 @pytest.fixture(scope="session")

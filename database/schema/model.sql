@@ -14,6 +14,11 @@ CREATE TABLE IF NOT EXISTS ml.model_builds (
     newest_interaction timestamp,
     build_seconds      double precision NOT NULL
 );
+-- The settings the refresh built and serves the version with (the tuned and the given ones:
+-- services/tuning.py), and its quality on the refresh's validation slice (NDCG@10, recall@10,
+-- user coverage, the users measured; null when the data was too small to hold any out).
+ALTER TABLE ml.model_builds ADD COLUMN IF NOT EXISTS settings jsonb;
+ALTER TABLE ml.model_builds ADD COLUMN IF NOT EXISTS validation jsonb;
 
 -- Which kept model the workers serve: one row, changed in one statement by a refresh
 -- (publish) or a rollback. Each version's data lives in two tables of its own, never changed

@@ -17,12 +17,15 @@ MODEL_VERSION_HEADER = "X-Model-Version"
 @blp.response(200, ModelSchema, description="The serving model.", headers={MODEL_VERSION_HEADER: MODEL_VERSION_HEADER})
 @blp.alt_response(503, response="SERVICE_UNAVAILABLE")
 def serving_model():
-    """The model the answering worker serves: version, build time, age, counts.
+    """The model the answering worker serves: version, build time, age, counts, the settings it
+    serves it with and its quality on the refresh's validation slice.
 
     503 `model_unavailable` until the worker has loaded one.
     """
-    models = current_app.extensions["ml_service"].models
-    info = models.current().info  # ModelUnavailable: 503 model_unavailable
+    runtime = current_app.extensions["ml_service"]
+    models = runtime.models
+    model = models.current()  # ModelUnavailable: 503 model_unavailable
+    info = model.info
     body = {
         "version": info.version,
         "built_at": info.built_at,
@@ -35,5 +38,7 @@ def serving_model():
         "build_seconds": round(info.build_seconds, 3),
         # Interaction timestamps are stored without a time zone: UTC.
         "newest_interaction": info.newest_interaction and info.newest_interaction.replace(tzinfo=timezone.utc),
+        "settings": runtime.recommender.settings_for(model).as_dict(),
+        "validation": info.validation,
     }
     return body, {MODEL_VERSION_HEADER: str(info.version)}

@@ -38,6 +38,21 @@ def headers(k: int) -> list[str]:
     return ["model"] + [title.format(k=k) for _, title in COLUMNS]
 
 
+def refresh_line(result: dict) -> str:
+    """What the refresh chose on its validation slice (of the train ratings only), in one line."""
+    model = result.get("refresh") or {}
+    settings, validation = model.get("settings") or {}, model.get("validation")
+    if not settings:
+        return "the refresh recorded no settings"
+    tuned = ", ".join(settings.get("tuned", ())) or "nothing"
+    chosen = (f"EASE_LAMBDA={settings['ease_lambda']:g} NEIGHBOURS_K={settings['neighbours_k']} "
+              f"CONTENT_WEIGHT={settings['content_weight']:g} COLLABORATIVE_WEIGHT={settings['collaborative_weight']:g} "
+              f"HISTORY_WEIGHTING={settings['history_weighting']}")
+    measured = ("no validation slice" if not validation else
+                f"validation NDCG@10 {validation['ndcg']:.4f} on {validation['users']} users, {validation['trials']} trials")
+    return f"our model's settings, chosen by its refresh on the train ratings (tuned: {tuned}): {chosen}; {measured}"
+
+
 def table(result: dict) -> str:
     """Plain-text tables (all users, then the cold slice) for the terminal."""
     k = result["k"]
@@ -57,7 +72,8 @@ def markdown(result: dict) -> str:
     """report.md: the protocol and the two tables."""
     k = result["k"]
     first = next(iter(result["models"].values()))
-    lines = [f"# Offline evaluation on {result['dataset']} (K = {k})", "", f"Protocol: {result['protocol']}.", ""]
+    lines = [f"# Offline evaluation on {result['dataset']} (K = {k})", "", f"Protocol: {result['protocol']}.", "",
+             refresh_line(result) + ".", ""]
     for cold, title in ((False, f"All evaluated users ({first['users']})"), (True, f"Cold slice ({first['cold']['users']} users)")):
         lines += [f"## {title}", "", "| " + " | ".join(headers(k)) + " |", "|" + " --- |" * (len(COLUMNS) + 1)]
         lines += ["| " + " | ".join(row) + " |" for row in rows(result, cold)]

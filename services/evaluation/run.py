@@ -48,8 +48,9 @@ class Recommender(Protocol):
     def recommend_many(self, user_ids: Sequence[UUID], limit: int = 10, *, diversity: float = 0.0) -> dict: ...
 
 
-# Given the URLs of databases holding the train data: the refreshed service, for a `with` block.
-Served = Callable[[DatabaseUrls], ContextManager[Recommender]]
+# Given the URLs of databases holding the train data: the refreshed service, and what its model is
+# (version, the settings it serves it with, its validation: GET /api/model's), for a `with` block.
+Served = Callable[[DatabaseUrls], ContextManager[tuple[Recommender, dict]]]
 
 
 def evaluate(
@@ -91,7 +92,7 @@ def evaluate(
         recommendations[name] = run()
         seconds[name] = time.perf_counter() - started
 
-    served_lists, served_seconds = service_recommendations(movies, split, users, k, pgdata, served, progress)
+    served_lists, served_seconds, model = service_recommendations(movies, split, users, k, pgdata, served, progress)
     for diversity in DIVERSITIES:
         recommendations[hybrid_name(diversity)] = served_lists[diversity]
         seconds[hybrid_name(diversity)] = served_seconds[diversity]
@@ -117,6 +118,8 @@ def evaluate(
         "k": k,
         "protocol": describe(test_share, user_sample, validation),
         "ease_lambda": {"chosen": ease_lambda, "validation_ndcg": {f"{v:g}": round(n, 4) for v, n in ease_validation.items()}},
+        # What the refresh chose on its own validation slice of the train ratings.
+        "refresh": model,
         "models": {},
     }
     for name in MODEL_NAMES:
@@ -126,6 +129,7 @@ def evaluate(
         result["models"][name] = summary
     for diversity in DIVERSITIES:
         result["models"][hybrid_name(diversity)]["diversity"] = diversity
+    print(report.refresh_line(result))
     print(report.table(result))
     if out_dir is not None:
         for path in report.write(result, Path(out_dir)):
@@ -135,12 +139,13 @@ def evaluate(
 
 def service_recommendations(
     movies: list[Movie], split: Split, users: list[int], k: int, pgdata: Path, served: Served, progress: bool
-) -> tuple[dict[float, dict[int, list[int]]], dict[float, float]]:
+) -> tuple[dict[float, dict[int, list[int]]], dict[float, float], dict]:
     """Import the train ratings, refresh, and ask the service for k recommendations per user,
     once per value in DIVERSITIES, all from the one served model.
 
-    Returns the lists per diversity and the seconds each took: for diversity 0 from the import
-    on (import, refresh, loading and its ranking pass), for the others their ranking pass only.
+    Returns the lists per diversity, the seconds each took (for diversity 0 from the import on:
+    import, refresh, loading and its ranking pass; for the others their ranking pass only) and
+    what the served model is (Served).
     """
     from database.schema import apply_schema
     from services.movielens_import import user_uuid
@@ -155,7 +160,7 @@ def service_recommendations(
         movie_of: dict[UUID, int] = {media_uuid(m.movie_id): m.movie_id for m in movies}
         lists: dict[float, dict[int, list[int]]] = {}
         seconds: dict[float, float] = {}
-        with served(urls) as recommender:
+        with served(urls) as (recommender, model):
             for diversity in DIVERSITIES:
                 pass_started = time.perf_counter()
                 result = lists[diversity] = {}
@@ -167,6 +172,6 @@ def service_recommendations(
                     for user in batch:
                         result[user] = [movie_of[item.media.id] for item in pages[user_uuid(user)].items]
                 seconds[diversity] = time.perf_counter() - (started if diversity == 0 else pass_started)
-        return lists, seconds
+        return lists, seconds, model
     finally:
         databases.close()

@@ -87,3 +87,6 @@ def test_pool_usage_and_model_age(app):
     assert value(after, "ml_model_version") == ready["model"]["version"]
     assert value(after, "ml_model_age_seconds") > 0
     assert value(after, "ml_workers_without_model") == 0
+    validation = client.get("/api/model").get_json()["validation"]
+    for key in ("ndcg", "recall", "user_coverage"):
+        assert value(after, f"ml_model_validation_{key}") == validation[key] > 0

@@ -17,13 +17,17 @@ def test_the_serving_model_is_described_as_the_model_database_records_it(client,
     check_documented(spec, "get", "/api/model", response)
     body = response.get_json()
     with psycopg.connect(movielens_urls.model) as conn:
-        version, media, users, interactions, neighbours = conn.execute(
-            "SELECT version, media_count, users_count, interactions_count, neighbours_count"
+        version, media, users, interactions, neighbours, settings, validation = conn.execute(
+            "SELECT version, media_count, users_count, interactions_count, neighbours_count, settings, validation"
             "  FROM ml.model_builds JOIN ml.serving USING (version)"
         ).fetchone()
     assert (body["version"], body["media"], body["users"], body["interactions"], body["neighbours"]) == (
         version, media, users, interactions, neighbours
     )
+    # What the refresh chose and measured on ml-latest-small, served as chosen (no setting given).
+    assert body["settings"] == settings and set(settings["tuned"]) == {
+        "ease_lambda", "neighbours_k", "blend", "history_weighting"}
+    assert body["validation"] == validation and validation["users"] > 500 and validation["user_coverage"] == 1.0
     assert response.headers["X-Model-Version"] == str(version)
     assert body["age_seconds"] >= 0 and body["stale"] is False and body["built_at"]
     ready = client.get("/health/ready").get_json()

@@ -65,6 +65,10 @@ def test_evaluate_runs_every_model_and_writes_the_report(tmp_path, pg_server, mo
     assert (out / "ndcg.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = (out / "report.md").read_text()
     assert "implicit_als" in report and "NDCG@5" in report and "ILD@5" in report
+    # What the refresh chose, from the train ratings only, is in the report.
+    refresh = metrics["refresh"]
+    assert refresh["version"] == 1 and set(refresh["settings"]) >= {"ease_lambda", "neighbours_k", "content_weight"}
+    assert "our model's settings, chosen by its refresh on the train ratings" in report
     table = capsys.readouterr().out
     assert "seed_hybrid" in table and "cold slice" in table and "hybrid (diversity 1)" in table
 

@@ -107,7 +107,8 @@ def test_refresh_models_and_rollback_from_the_command_line(db_urls):
     assert any(r["message"].startswith("model 2 published") and r["level"] == "INFO" for r in records)
 
     listing = run_cli("models", **env).stdout.splitlines()
-    assert listing[0].split() == ["version", "built", "at", "(UTC)", "media", "users", "interactions", "build"]
+    assert listing[0].split() == ["version", "built", "at", "(UTC)", "media", "users", "interactions", "build",
+                                  "NDCG@10", "recall@10", "settings"]
     assert [line.split()[:2] for line in listing[1:3]] == [["*", "2"], ["1", listing[2].split()[1]]]
     assert listing[1].split()[4] == "2" and listing[2].split()[3] == "1"  # media per version
     assert run_cli("rollback", **env).stdout.startswith("serving model version 1 instead of 2")
