@@ -54,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="1M,5M,25M", help="interactions per size, e.g. 1M,5M,25M (default: %(default)s)")
     parser.add_argument("--pgdata", type=Path, default=ROOT.parent / "bench-data" / "refresh",
                         help="where each size's database is kept (default: %(default)s)")
-    parser.add_argument("--engines", default="numpy,spark", help="default: %(default)s")
+    parser.add_argument("--engines", default="numpy,spark",
+                        help="numpy, spark, and numpy-untuned (numpy with REFRESH_TUNE=false: what the refresh's "
+                             "tuning costs); default: %(default)s")
     parser.add_argument("--cores", type=int, default=2, help="Spark's local[N] (default: %(default)s)")
     parser.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE",
                         help="passed to refresh --conf (repeatable), e.g. spark.driver.memory=8g")
@@ -72,12 +74,13 @@ def main(argv: list[str] | None = None) -> int:
         with database(args.pgdata / label(interactions), interactions) as env:
             for engine in engines:
                 command = [sys.executable, "-m", "ml_service", "refresh", "--force"]
+                run_env = {**env, "REFRESH_TUNE": "false"} if engine == "numpy-untuned" else env
                 if engine == "spark":
                     command += ["--engine", "spark", "--master", f"local[{args.cores}]"]
                     for item in args.spark_conf:
                         command += ["--conf", item]
                 print(f"{label(interactions)} {engine}: {' '.join(command[1:])}", flush=True)
-                run = measure(engine, interactions, command, env, args.timeout,
+                run = measure(engine, interactions, command, run_env, args.timeout,
                               args.logs / f"{label(interactions)}-{engine}.log")
                 print(f"  {'ok' if run.returncode == 0 else f'FAILED ({run.returncode})'} in {run.wall:.1f} s, "
                       f"peak {run.peak_rss / 2**20:,.0f} MiB: {run.last_line}", flush=True)
@@ -221,6 +224,15 @@ def report(runs: list[Run], args, env_settings: dict[str, str]) -> str:
         if (size, "numpy") in by and (size, "spark") in by:
             numpy_run, spark_run = by[size, "numpy"], by[size, "spark"]
             out.append(f"| {label(size)} | {spark_run.wall / numpy_run.wall:.1f}× | {spark_run.peak_rss / numpy_run.peak_rss:.1f}× |")
+    tuned = [size for size in sizes if (size, "numpy") in by and (size, "numpy-untuned") in by]
+    if tuned:
+        out += ["", "The refresh's tuning (REFRESH_TUNE, the default: numpy) against none (numpy-untuned), per size "
+                "(same run; the tuning's steps are in the numpy run's log line \"validation on ...\"):", "",
+                "| interactions | wall added | wall | peak memory |", "| --- | ---: | ---: | ---: |"]
+        for size in tuned:
+            on, off = by[size, "numpy"], by[size, "numpy-untuned"]
+            out.append(f"| {label(size)} | {on.wall - off.wall:,.1f} s | {on.wall / off.wall:.2f}× | "
+                       f"{on.peak_rss / off.peak_rss:.2f}× |")
     out += ["", "Growth from the previous size (data × the factor in the first column):", "",
             "| from → to | data | engine | wall | peak memory |", "| --- | ---: | --- | ---: | ---: |"]
     for before, after in zip(sizes, sizes[1:]):

@@ -265,7 +265,7 @@ def _tune(read: Read, live, media_ids: np.ndarray, serving: ModelInfo | None, tu
         return None
     started = time.perf_counter()
     i = read.interactions
-    slice_ = validation.cut(i.user, i.media, i.positive, i.value, i.disliked, i.newest)
+    slice_ = validation.cut(i.user, i.media, i.positive, i.value, i.disliked, i.newest, i.liked)
     if slice_ is None:
         log.info("fewer than %s users with %s positive interactions: no validation slice, the settings are "
                  "not tuned", validation.MIN_USERS, validation.MIN_POSITIVE)
@@ -287,8 +287,10 @@ def _tune(read: Read, live, media_ids: np.ndarray, serving: ModelInfo | None, tu
         i.user[slice_.train], i.media[slice_.train], i.positive[slice_.train], i.liked[slice_.train],
         i.newest[slice_.train], i.users_count, i.interactions_count,
     )
+    serving_settings = None if serving is None or not serving.settings else ModelSettings.of(serving.settings)
     popularity = popularity_scores(train, len(media_ids), half_life_days)
-    widest = replace(base, k=max(tuning.K_VALUES + (tune.start.neighbours_k,)))
+    ks = tuning.K_VALUES + (tune.start.neighbours_k,) + (() if serving_settings is None else (serving_settings.neighbours_k,))
+    widest = replace(base, k=max(ks))  # every table of the search is cut from these sums
     sums = neighbours.MatrixSums(pairs(train, train.positive, len(media_ids), base.user_cap),
                                  pairs(train, train.liked, len(media_ids), base.user_cap), widest)
     del train
@@ -302,7 +304,6 @@ def _tune(read: Read, live, media_ids: np.ndarray, serving: ModelInfo | None, tu
                                   0, 0, None, 0.0), info)
 
     prepared = time.perf_counter() - started
-    serving_settings = None if serving is None or not serving.settings else ModelSettings.of(serving.settings)
     if serving is not None and serving_settings is None:
         log.info("the serving model (version %s) has no recorded settings: the quality gate applies from the next "
                  "refresh", serving.version)

@@ -7,13 +7,16 @@ once for every λ and k; EASE's inverse once per λ (the expensive step: about a
 10,000 media on 2 cores), its top k per k; the blend and the history weighting only re-rank
 the same table. In order:
 
-1. λ and NEIGHBOURS_K: λ from the given value, halving or doubling while NDCG@10 improves (at
-   most LAMBDA_TRIALS - 1 steps either way), every k of K_VALUES at each λ tried;
-2. HISTORY_WEIGHTING, both, on the best table;
-3. the blend (CONTENT_WEIGHT, with COLLABORATIVE_WEIGHT = 1 - it): a hill-climb over
-   CONTENT_WEIGHTS from the given one.
-Each step keeps what the earlier ones chose (coordinate ascent): 10 to 15 trials in all, each
-a ranking pass over the slice's users.
+1. NEIGHBOURS_K: every k of K_VALUES at the given λ;
+2. HISTORY_WEIGHTING (both) and the blend (CONTENT_WEIGHT, with COLLABORATIVE_WEIGHT = 1 - it:
+   a hill-climb over CONTENT_WEIGHTS from the given one), on the best table: these only
+   re-rank, so they come before λ, whose every value costs an EASE inverse;
+3. λ: from the given value, halving or doubling while NDCG@10 improves (at most
+   LAMBDA_TRIALS - 1 steps either way), every k at each λ tried; when it moved, step 2 again.
+Each step keeps what the earlier ones chose (coordinate ascent): 10 to 20 trials in all, each
+a ranking pass over the slice's users. A trial replaces the best so far only when it ranks the
+same users better by more than a standard error of the difference (clearly_better): what wins
+by chance on a small slice does not carry over to the next data, the given setting does.
 
 A setting given explicitly (in the environment) is not tuned. REFRESH_TUNE_BUDGET bounds the
 search: it stops starting new trials once the budget is spent (logged; the choice is then the
@@ -25,6 +28,7 @@ so its own figure would be inflated. That figure is what the quality gate compar
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field, replace
 
@@ -38,6 +42,9 @@ from services.validation import Quality, Slice
 log = logging.getLogger(__name__)
 
 LAMBDA_TRIALS = 6
+# A trial replaces the best so far only when it ranks better by more than this many standard
+# errors of the paired per-user difference (clearly_better).
+MIN_GAIN_SE = 1.0
 LAMBDA_STEP = 2.0
 K_VALUES = (50, 100, 200)
 # From collaborative only to genre match only: on data shaped by genre taste (the synthetic
@@ -119,6 +126,17 @@ def top_k(table: neighbours.Table, k: int) -> neighbours.Table:
     return media[keep], neighbour[keep], weight[keep]
 
 
+def clearly_better(new: Quality, old: Quality) -> bool:
+    """Whether `new` ranks the same users better than `old` by more than MIN_GAIN_SE standard
+    errors of their per-user NDCG differences (a paired comparison): on a small slice a setting
+    that wins by chance is not chosen, the given one stays."""
+    difference = new.per_user - old.per_user
+    if len(difference) < 2:
+        return False
+    gain = float(difference.mean())
+    return gain > 0 and gain > MIN_GAIN_SE * float(difference.std(ddof=1)) / math.sqrt(len(difference))
+
+
 def search(
     tables: Tables,
     model_of,  # neighbours.Table -> ModelData
@@ -162,13 +180,13 @@ def search(
     best_quality = measured(start)
 
     def better(settings: ModelSettings) -> bool:
-        """Measure `settings` (unless the budget is spent) and keep them if they rank better."""
+        """Measure `settings` (unless the budget is spent) and keep them if they rank clearly better."""
         nonlocal best, best_quality
         if time.perf_counter() > deadline:
             budget["reached"] = True
             return False
         quality = measured(settings)
-        if quality.ndcg > best_quality.ndcg:
+        if clearly_better(quality, best_quality):
             best, best_quality = settings, quality
             return True
         return False
@@ -191,7 +209,6 @@ def search(
         seconds[step] = seconds.get(step, 0.0) + now - since
         return now
 
-    step_started = time.perf_counter()
     ks = sorted(set(K_VALUES) | {start.neighbours_k}) if "neighbours_k" in tunable else [start.neighbours_k]
 
     def at_lambda(ease_lambda: float) -> bool:
@@ -199,23 +216,31 @@ def search(
         improved = [better(replace(best, ease_lambda=ease_lambda, neighbours_k=k)) for k in ks]
         return any(improved)
 
+    def blend(settings: ModelSettings, content: float) -> ModelSettings:
+        return replace(settings, content_weight=content, collaborative_weight=round(1 - content, 6))
+
+    def reranked() -> None:
+        """The steps that only re-rank the best table: cheap, so they come before λ's."""
+        if "history_weighting" in tunable:
+            for weighting in scoring.HISTORY_WEIGHTINGS:
+                better(replace(best, history_weighting=weighting))
+        if "blend" in tunable:
+            if best.content_weight + best.collaborative_weight != 1:  # the given blend, on the same scale
+                better(blend(best, best.content_weight / (best.content_weight + best.collaborative_weight or 1)))
+            climb(list(CONTENT_WEIGHTS), best.content_weight, lambda content: better(blend(best, content)))
+
+    step_started = time.perf_counter()
     at_lambda(start.ease_lambda)
+    step_started = timed("k", step_started)
+    reranked()
+    step_started = timed("blend and history weighting", step_started)
     if "ease_lambda" in tunable and not tables.cosine_only:
         lambdas = [start.ease_lambda * LAMBDA_STEP ** n for n in range(1 - LAMBDA_TRIALS, LAMBDA_TRIALS)]
         climb(lambdas, start.ease_lambda, at_lambda)
-    step_started = timed("lambda and k", step_started)
-
-    if "history_weighting" in tunable:
-        for weighting in scoring.HISTORY_WEIGHTINGS:
-            better(replace(best, history_weighting=weighting))
-    if "blend" in tunable:
-        def blend(settings: ModelSettings, content: float) -> ModelSettings:
-            return replace(settings, content_weight=content, collaborative_weight=round(1 - content, 6))
-
-        if best.content_weight + best.collaborative_weight != 1:  # the given blend, on the same scale
-            better(blend(best, best.content_weight / (best.content_weight + best.collaborative_weight or 1)))
-        climb(list(CONTENT_WEIGHTS), best.content_weight, lambda content: better(blend(best, content)))
-    step_started = timed("blend and history weighting", step_started)
+        step_started = timed("lambda (and k at each)", step_started)
+        if best.ease_lambda != start.ease_lambda:
+            reranked()  # again, on the new λ's table
+            step_started = timed("blend and history weighting", step_started)
 
     serving_quality = None
     if serving is not None:

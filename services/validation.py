@@ -2,7 +2,8 @@
 how well a model ranks them back through the serving code (services/scoring.py).
 
 The cut is the evaluator's (services/evaluation/split.py) on the refresh's own data: each
-sampled user's newest TEST_SHARE of positive pairs (rounded up) is held out; the model under
+sampled user's newest TEST_SHARE of positive pairs (rounded up) is held out, the liked ones
+among them to be found (see cut); the model under
 test is built on the rest and ranks for the sampled users as a request would (their other
 pairs as history, their preferred genres, everything they touched excluded). NDCG@10 and
 recall@10 over the held-out media say how good it is; user coverage, how many got a full list.
@@ -11,7 +12,7 @@ recall@10 over the held-out media say how good it is; user coverage, how many go
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Mapping
 
 import numpy as np
@@ -40,6 +41,8 @@ class Quality:
     recall: float
     user_coverage: float
     users: int
+    # NDCG@K per user of the slice, in its order: what two settings are compared on (tuning.py).
+    per_user: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def as_dict(self) -> dict:
         return {"ndcg": round(self.ndcg, 6), "recall": round(self.recall, 6),
@@ -61,10 +64,16 @@ class Slice:
 
 
 def cut(user: np.ndarray, media: np.ndarray, positive: np.ndarray, value: np.ndarray, disliked: np.ndarray,
-        newest: np.ndarray, sample: int = SAMPLE_USERS, seed: int = SEED) -> Slice | None:
+        newest: np.ndarray, liked: np.ndarray | None = None, sample: int = SAMPLE_USERS,
+        seed: int = SEED) -> Slice | None:
     """The slice of the (user, media) pairs given (Interactions' arrays; `value` the pair's
-    positive value, `disliked` whether it was ever disliked); None when fewer than MIN_USERS
-    users have MIN_POSITIVE positive pairs. Deterministic for the same pairs and seed."""
+    positive value, `disliked` whether it was ever disliked, `liked` whether it has a LIKE);
+    None when fewer than MIN_USERS users have MIN_POSITIVE positive pairs. Deterministic for
+    the same pairs and seed.
+
+    What a model should find is what the user liked: of the held-out pairs, those with a LIKE
+    when the data has any (a watch alone says less), as the evaluator counts a held-out rating
+    relevant at 4 stars or more. A sampled user with nothing to find is left out of the slice."""
     positives = np.bincount(user[positive], minlength=int(user.max()) + 1 if len(user) else 0)
     eligible = np.flatnonzero(positives >= MIN_POSITIVE)
     if len(eligible) < MIN_USERS:
@@ -75,22 +84,30 @@ def cut(user: np.ndarray, media: np.ndarray, positive: np.ndarray, value: np.nda
     # The chosen users' pairs by user, then positive ones newest last (ties: lower media first).
     order = chosen[np.lexsort((media[chosen], newest[chosen], positive[chosen], user[chosen]))]
     bounds = np.searchsorted(user[order], np.r_[users, users[-1] + 1])
+    relevant = liked if liked is not None and liked.any() else positive
     train = np.ones(len(user), dtype=bool)
-    history, held_out = [], []
-    for start, stop, n in zip(bounds[:-1].tolist(), bounds[1:].tolist(), positives[users].tolist()):
+    kept_users, history, held_out = [], [], []
+    for u, start, stop, n in zip(users.tolist(), bounds[:-1].tolist(), bounds[1:].tolist(), positives[users].tolist()):
         rows = order[start:stop]
         hold = math.ceil(TEST_SHARE * n)
         out, kept = rows[len(rows) - hold:], rows[: len(rows) - hold]
+        found = out[relevant[out]]
+        if len(found) == 0:
+            continue
         train[out] = False
-        held_out.append(frozenset(media[out].tolist()))
+        kept_users.append(u)
+        held_out.append(frozenset(media[found].tolist()))
         history.append((media[kept], value[kept], disliked[kept]))
-    return Slice(users, history, held_out, train)
+    if len(kept_users) < MIN_USERS:
+        return None
+    return Slice(np.array(kept_users, dtype=users.dtype), history, held_out, train)
 
 
 def measure(model: ModelData, slice_: Slice, weights: scoring.Weights, history_weighting: str) -> Quality:
     """NDCG@K, recall@K and user coverage of `model` ranking the slice's users with these settings
     (user_signals and rank_for_user, as a request ranks)."""
-    ndcg = recall = covered = 0.0
+    recall = covered = 0.0
+    ndcg = np.zeros(len(slice_.users))
     pool = scoring.Pool.of(model)
     genres = slice_.genres or {}
     for n, user in enumerate(slice_.users.tolist()):
@@ -98,8 +115,8 @@ def measure(model: ModelData, slice_: Slice, weights: scoring.Weights, history_w
         history = History(model.media_ids[media], value.astype(np.float64), disliked)
         signals = scoring.user_signals(model, genres.get(user, ()), history, history_weighting)
         ranked = scoring.rank_for_user(model, signals, weights, K, pool).media_idx.tolist()
-        ndcg += ndcg_at_k(ranked, slice_.held_out[n], K)
+        ndcg[n] = ndcg_at_k(ranked, slice_.held_out[n], K)
         recall += recall_at_k(ranked, slice_.held_out[n], K)
         covered += len(ranked) >= K
     count = len(slice_.users)
-    return Quality(ndcg / count, recall / count, covered / count, count)
+    return Quality(float(ndcg.mean()) if count else 0.0, recall / count, covered / count, count, ndcg)

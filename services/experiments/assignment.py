@@ -31,13 +31,13 @@ class ExperimentError(ValueError):
 
 @dataclass(frozen=True)
 class Treatment:
-    """How one user's answers are ranked: the service's settings with their variant's overrides."""
+    """How one user's answers are ranked: the settings their model is served with, with their
+    variant's overrides (the variant's `model` is chosen before: RecommendationService._serve)."""
 
     weights: Weights
     history_weighting: str
     diversity: float | None = None  # the default when the request gives none (None: 0)
     popular_only: bool = False  # rank by popularity alone (a non-personalised baseline)
-    model_version: int | None = None  # a kept model other than the serving one
     experiment: str | None = None
     variant: str | None = None
 
@@ -57,7 +57,6 @@ class Treatment:
             history_weighting=o.get("history_weighting", self.history_weighting),
             diversity=o.get("diversity", self.diversity),
             popular_only=popular_only,
-            model_version=o.get("model"),
             experiment=experiment.name,
             variant=variant.name,
         )

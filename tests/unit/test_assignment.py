@@ -69,6 +69,6 @@ def test_a_treatment_overrides_only_what_its_variant_names():
     experiment = define("e", ["control", "b:CONTENT_WEIGHT=0.5", "p:popular_only=true"], salt="s")
     control, blend, popular = (defaults.of(experiment, v) for v in experiment.variants)
     assert (control.weights, control.history_weighting, control.variant) == (Weights(0.1, 0.9, 0.2), "centred", "control")
-    assert blend.weights == Weights(0.5, 0.9, 0.2) and blend.diversity is None and blend.model_version is None
+    assert blend.weights == Weights(0.5, 0.9, 0.2) and blend.diversity is None
     assert popular.popular_only and popular.weights == Weights(0, 0, 0)
     assert defaults.of(None, None) is defaults

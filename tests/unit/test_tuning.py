@@ -84,6 +84,19 @@ def test_the_slice_holds_out_each_sampled_users_newest_positive_pairs():
     assert again.users.tolist() == cut.users.tolist() and np.array_equal(again.train, cut.train)
 
 
+def test_what_is_to_be_found_is_the_liked_part_of_what_is_held_out():
+    rows = [(u, (u + j) % 40, j) for u in range(80) for j in range(1, 11)]  # 10 positive pairs each
+    user, media, positive, value, disliked, newest = pairs_of(rows)
+    # Users 0-59 liked their newest pair only; users 60-79 liked an old one only.
+    liked = np.where(user < 60, newest == 10, newest == 1)
+    cut = validation.cut(user, media, positive, value, disliked, newest, liked)
+    assert cut.users.tolist() == list(range(60))  # nothing liked among the newest two: left out
+    for n, u in enumerate(cut.users.tolist()):
+        assert cut.held_out[n] == {(u + 10) % 40}  # the newest two held out, the liked one to find
+        assert (u + 9) % 40 not in cut.history[n][0].tolist()  # the other is held out too, not history
+    assert cut.train[user >= 60].all()  # the users left out keep every pair for training
+
+
 def test_no_slice_without_enough_users_with_enough_positive_pairs():
     rows = [(u, j, j) for u in range(validation.MIN_USERS - 1) for j in range(validation.MIN_POSITIVE)]
     rows += [(u, j, j) for u in range(100, 200) for j in range(validation.MIN_POSITIVE - 1)]
@@ -134,3 +147,17 @@ def test_settings_given_in_the_environment_are_named_and_not_tuned():
         Settings.from_env({**URLS, "REFRESH_TUNE": "maybe"})
     with pytest.raises(ConfigError, match="QUALITY_MAX_DROP"):
         Settings.from_env({**URLS, "QUALITY_MAX_DROP": "2"})
+
+
+def test_a_setting_is_chosen_only_when_it_ranks_the_same_users_clearly_better():
+    rng = np.random.default_rng(0)
+    base = rng.random(400)
+
+    def quality(per_user):
+        return Quality(float(per_user.mean()), 0.1, 1.0, len(per_user), per_user)
+
+    assert tuning.clearly_better(quality(base + 0.02), quality(base))  # every user a little better
+    assert not tuning.clearly_better(quality(base), quality(base))
+    lucky = base.copy()
+    lucky[0] += 0.8  # one user's luck lifts the mean, not the users
+    assert quality(lucky).ndcg > base.mean() and not tuning.clearly_better(quality(lucky), quality(base))
