@@ -90,7 +90,7 @@ class Settings:
     # there (those not given in the environment), within REFRESH_TUNE_BUDGET seconds; false: it
     # measures the given settings only (services/tuning.py).
     refresh_tune: bool = True
-    refresh_tune_budget: float = 300.0
+    refresh_tune_budget: float = 270.0
     # A refresh refuses to publish a model whose validation NDCG@10 is below the serving model's
     # settings' on the same slice by more than this share, unless run with --force.
     quality_max_drop: float = 0.05

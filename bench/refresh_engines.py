@@ -47,6 +47,7 @@ class Run:
     cpu: float
     peak_rss: int
     last_line: str
+    tuning: str = ""  # the refresh's line saying what its tuning chose and what each step took
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,7 +197,8 @@ def measure(engine: str, interactions: int, command: list[str], env: dict[str, s
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("".join(lines))
     text = [line.strip() for line in lines if line.strip()]
-    return Run(engine, interactions, process.returncode, wall, sum(cpu.values()), peak, text[-1] if text else "")
+    tuning = next((line.split("services.refresh: ", 1)[-1] for line in text if "services.refresh: validation on" in line), "")
+    return Run(engine, interactions, process.returncode, wall, sum(cpu.values()), peak, text[-1] if text else "", tuning)
 
 
 def report(runs: list[Run], args, env_settings: dict[str, str]) -> str:
@@ -219,22 +221,26 @@ def report(runs: list[Run], args, env_settings: dict[str, str]) -> str:
                    f"{run.peak_rss / gib:.2f} GiB | {result} |")
     by = {(run.interactions, run.engine): run for run in runs if run.returncode == 0}
     sizes = sorted({run.interactions for run in runs})
-    out += ["", "Spark / numpy, per size (same run):", "", "| interactions | wall | peak memory |", "| --- | ---: | ---: |"]
-    for size in sizes:
-        if (size, "numpy") in by and (size, "spark") in by:
+    both = [size for size in sizes if (size, "numpy") in by and (size, "spark") in by]
+    if both:
+        out += ["", "Spark / numpy, per size (same run):", "", "| interactions | wall | peak memory |", "| --- | ---: | ---: |"]
+        for size in both:
             numpy_run, spark_run = by[size, "numpy"], by[size, "spark"]
             out.append(f"| {label(size)} | {spark_run.wall / numpy_run.wall:.1f}× | {spark_run.peak_rss / numpy_run.peak_rss:.1f}× |")
     tuned = [size for size in sizes if (size, "numpy") in by and (size, "numpy-untuned") in by]
     if tuned:
         out += ["", "The refresh's tuning (REFRESH_TUNE, the default: numpy) against none (numpy-untuned), per size "
-                "(same run; the tuning's steps are in the numpy run's log line \"validation on ...\"):", "",
+                "(same run):", "",
                 "| interactions | wall added | wall | peak memory |", "| --- | ---: | ---: | ---: |"]
         for size in tuned:
             on, off = by[size, "numpy"], by[size, "numpy-untuned"]
             out.append(f"| {label(size)} | {on.wall - off.wall:,.1f} s | {on.wall / off.wall:.2f}× | "
                        f"{on.peak_rss / off.peak_rss:.2f}× |")
-    out += ["", "Growth from the previous size (data × the factor in the first column):", "",
-            "| from → to | data | engine | wall | peak memory |", "| --- | ---: | --- | ---: | ---: |"]
+        out += ["", "What each tuned refresh chose and each step's seconds (its log line):", ""]
+        out += [f"- {label(size)}: {by[size, 'numpy'].tuning or '(no tuning line)'}" for size in tuned]
+    if len(sizes) > 1:
+        out += ["", "Growth from the previous size (data × the factor in the first column):", "",
+                "| from → to | data | engine | wall | peak memory |", "| --- | ---: | --- | ---: | ---: |"]
     for before, after in zip(sizes, sizes[1:]):
         for engine in ("numpy", "spark"):
             if (before, engine) in by and (after, engine) in by:

@@ -103,7 +103,7 @@ class Tuning:
 
     start: ModelSettings  # the settings of the environment
     tunable: frozenset[str] = frozenset()  # of model_settings.TUNABLE; empty: measure only
-    budget_seconds: float = 300.0
+    budget_seconds: float = 270.0
     max_drop: float = 0.05
     dislike: float = 0.0
 
@@ -307,8 +307,8 @@ def _tune(read: Read, live, media_ids: np.ndarray, serving: ModelInfo | None, tu
     if serving is not None and serving_settings is None:
         log.info("the serving model (version %s) has no recorded settings: the quality gate applies from the next "
                  "refresh", serving.version)
-    outcome = tuning.search(tables, model_of, slice_, tune.start, tunable, tune.dislike, tune.budget_seconds,
-                            serving_settings)
+    outcome = tuning.search(tables, model_of, slice_, tune.start, tunable, tune.dislike,
+                            started + tune.budget_seconds, serving_settings)
     tables.release()
     outcome.seconds = {"validation slice and shared sums": prepared, **outcome.seconds}
     log.info(

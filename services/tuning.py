@@ -19,10 +19,12 @@ same users better by more than a standard error of the difference (clearly_bette
 by chance on a small slice does not carry over to the next data, the given setting does.
 
 A setting given explicitly (in the environment) is not tuned. REFRESH_TUNE_BUDGET bounds the
-search: it stops starting new trials once the budget is spent (logged; the choice is then the
-best so far). The serving model's settings are measured on the same slice, rebuilt on the same
-training pairs: the serving model itself was built on data that includes the held-out pairs,
-so its own figure would be inflated. That figure is what the quality gate compares with.
+tuning, from the cut of the slice on: a trial starts only when it is expected to end within
+it (as long as the last trial of its kind took: one that needs a new λ's EASE inverse, or one
+that does not); past that the search stops (logged; the choice is then the best so far). The
+serving model's settings are measured on the same slice, rebuilt on the same training pairs:
+the serving model itself was built on data that includes the held-out pairs, so its own
+figure would be inflated. That figure is what the quality gate compares with.
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ class Tables:
         self._progress = progress
         likes = sums.likes()
         self.cosine_only = base.ease_media <= 0 or not likes.any()  # then λ changes nothing
-        self._lambda, self._weights = None, None
+        self.ease_lambda, self._weights = None, None  # the λ whose EASE inverse is held
         if self.cosine_only:
             self._all = sums.cosine([None], progress)[0]
             return
@@ -100,10 +102,10 @@ class Tables:
         """What neighbours.assemble builds from these sums with this λ and k (ties aside)."""
         if self.cosine_only:
             return top_k(self._all, k)
-        if self._lambda != ease_lambda:
+        if self.ease_lambda != ease_lambda:
             self._weights = None  # one EASE inverse at a time (each is EASE_MEDIA² float64)
             self._weights = neighbours.ease_weights(self._gram.copy(), ease_lambda)
-            self._lambda = ease_lambda
+            self.ease_lambda = ease_lambda
         ease = neighbours.strongest(self._weights, self._head, k, progress=False)
         if self._tail is None:
             return ease
@@ -144,11 +146,10 @@ def search(
     start: ModelSettings,
     tunable: frozenset[str],
     dislike: float,
-    budget_seconds: float,
+    deadline: float,  # time.perf_counter() past which no trial may run (REFRESH_TUNE_BUDGET)
     serving: ModelSettings | None,
 ) -> Outcome:
     """The best settings on `slice_`, starting from `start`, searching `tunable` (see the module)."""
-    deadline = time.perf_counter() + budget_seconds
     trials: list[Trial] = []
     models: dict[tuple[float, int], ModelData] = {}
     seconds: dict[str, float] = {}
@@ -166,12 +167,22 @@ def search(
 
     best = start
 
+    # How long the last trial took that needed a new λ's EASE inverse (True) or did not (False).
+    took: dict[bool, float] = {}
+
+    def new_lambda(settings: ModelSettings) -> bool:
+        """Whether measuring `settings` computes an EASE inverse (its model neither kept nor at the held λ)."""
+        return (not tables.cosine_only and (settings.ease_lambda, settings.neighbours_k) not in models
+                and tables.ease_lambda != settings.ease_lambda)
+
     def measured(settings: ModelSettings, candidate: bool = True) -> Quality:
         for done in trials:
             if done.settings.same_model(settings):
                 return done.quality
+        kind, started = new_lambda(settings), time.perf_counter()
         quality = validation.measure(model(settings.ease_lambda, settings.neighbours_k), slice_,
                                      settings.weights(dislike), settings.history_weighting)
+        took[kind] = time.perf_counter() - started
         if candidate:
             trials.append(Trial(settings, quality))
             log.debug("trial %s: NDCG@10 %.4f", settings, quality.ndcg)
@@ -182,9 +193,11 @@ def search(
     def better(settings: ModelSettings) -> bool:
         """Measure `settings` (unless the budget is spent) and keep them if they rank clearly better."""
         nonlocal best, best_quality
-        if time.perf_counter() > deadline:
-            budget["reached"] = True
-            return False
+        if not any(done.settings.same_model(settings) for done in trials):
+            kind = new_lambda(settings)
+            if time.perf_counter() + took.get(kind, took.get(True, 0.0)) > deadline:
+                budget["reached"] = True
+                return False
         quality = measured(settings)
         if clearly_better(quality, best_quality):
             best, best_quality = settings, quality
@@ -247,7 +260,7 @@ def search(
         serving_quality = measured(replace(serving, tuned=()), candidate=False)
         timed("serving model's settings", step_started)
     if budget["reached"]:
-        log.warning("REFRESH_TUNE_BUDGET (%.0f s) reached after %s trials: the best so far is chosen",
-                    budget_seconds, len(trials))
+        log.warning("REFRESH_TUNE_BUDGET reached after %s trials (the next would have ended past it): the best "
+                    "so far is chosen", len(trials))
     return Outcome(replace(best, tuned=tuple(sorted(tunable))), best_quality, serving_quality, trials, seconds,
                    budget["reached"])

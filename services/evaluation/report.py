@@ -53,6 +53,18 @@ def refresh_line(result: dict) -> str:
     return f"our model's settings, chosen by its refresh on the train ratings (tuned: {tuned}): {chosen}; {measured}"
 
 
+def comparison_line(result: dict) -> str:
+    """hybrid − ease per user with 95 % intervals (metrics.paired_difference), in one line."""
+    k, parts = result["k"], []
+    for name, title in (("ndcg", "NDCG"), ("recall", "recall")):
+        d = (result.get("hybrid_minus_ease") or {}).get(name)
+        if d is not None:
+            parts.append(f"{title}@{k} {d['mean']:+.4f} ({d['low']:+.4f} to {d['high']:+.4f})")
+    if not parts:
+        return "hybrid − ease: too few users to compare"
+    return "hybrid − ease, per user (mean, 95 % interval): " + ", ".join(parts)
+
+
 def table(result: dict) -> str:
     """Plain-text tables (all users, then the cold slice) for the terminal."""
     k = result["k"]
@@ -78,6 +90,8 @@ def markdown(result: dict) -> str:
         lines += [f"## {title}", "", "| " + " | ".join(headers(k)) + " |", "|" + " --- |" * (len(COLUMNS) + 1)]
         lines += ["| " + " | ".join(row) + " |" for row in rows(result, cold)]
         lines.append("")
+        if not cold:
+            lines += [comparison_line(result) + ".", ""]
     lines += [
         f"ILD@{k} (intra-list diversity): per user, the mean over the pairs of their top {k} of the genre "
         "distance 1 - |A & B| / |A | B| (A, B the two movies' genre sets; two movies without genres are "

@@ -127,10 +127,16 @@ def evaluate(
         summary["cold"] = summarise(name, cold)
         summary["seconds"] = round(seconds[name], 2)
         result["models"][name] = summary
+    # The served model against the strongest baseline, user by user: is a gap more than noise?
+    result["hybrid_minus_ease"] = {
+        name: metrics.paired_difference(recommendations["hybrid"], recommendations["ease"], split.relevant, users, k, metric)
+        for name, metric in (("ndcg", metrics.ndcg_at_k), ("recall", metrics.recall_at_k))
+    }
     for diversity in DIVERSITIES:
         result["models"][hybrid_name(diversity)]["diversity"] = diversity
     print(report.refresh_line(result))
     print(report.table(result))
+    print(report.comparison_line(result))
     if out_dir is not None:
         for path in report.write(result, Path(out_dir)):
             print(f"wrote {path}")

@@ -10,6 +10,7 @@ from services.evaluation.metrics import (
     intra_list_diversity,
     mean_intra_list_diversity,
     ndcg_at_k,
+    paired_difference,
     precision_at_k,
     recall_at_k,
     summarise,
@@ -98,3 +99,15 @@ def test_mean_intra_list_diversity_leaves_out_users_without_a_pair():
     assert mean_intra_list_diversity(recommendations, GENRES, [10, 11, 12, 13], 3) == pytest.approx(2 / 9)
     assert mean_intra_list_diversity(recommendations, GENRES, [12, 13], 3) is None
     assert mean_intra_list_diversity({}, GENRES, [], 3) is None
+
+
+def test_paired_difference_is_the_mean_per_user_gap_with_its_interval():
+    relevant = {1: frozenset({1}), 2: frozenset({2}), 3: frozenset({3})}
+    a = {1: [1], 2: [2], 3: [9]}  # finds users 1 and 2's item
+    b = {1: [9], 2: [2], 3: [9]}  # finds user 2's only
+    d = paired_difference(a, b, relevant, [1, 2, 3], 1, recall_at_k)
+    # Differences 1, 0, 0: mean 1/3, standard error sqrt(1/3 / 3).
+    assert d["mean"] == pytest.approx(1 / 3)
+    assert d["high"] - d["mean"] == pytest.approx(1.96 * math.sqrt(1 / 9)) == d["mean"] - d["low"]
+    assert d["low"] < 0 < d["high"]  # three users cannot tell these apart
+    assert paired_difference(a, b, relevant, [1], 1, recall_at_k) is None

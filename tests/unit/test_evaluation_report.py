@@ -36,6 +36,14 @@ def test_table_and_markdown_show_the_ild_column_and_define_it():
     assert "1 - |A & B| / |A | B|" in markdown
 
 
+def test_the_hybrid_against_ease_is_one_line_with_its_intervals():
+    result = RESULT | {"hybrid_minus_ease": {"ndcg": {"mean": 0.01, "low": -0.002, "high": 0.022}, "recall": None}}
+    line = report.comparison_line(result)
+    assert line == "hybrid − ease, per user (mean, 95 % interval): NDCG@5 +0.0100 (-0.0020 to +0.0220)"
+    assert line + "." in report.markdown(result)
+    assert report.comparison_line(RESULT) == "hybrid − ease: too few users to compare"
+
+
 def test_chart_plots_ndcg_against_ild_one_point_per_diversity_and_the_others_as_references():
     from matplotlib import pyplot as plt
 

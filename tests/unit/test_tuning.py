@@ -161,3 +161,33 @@ def test_a_setting_is_chosen_only_when_it_ranks_the_same_users_clearly_better():
     lucky = base.copy()
     lucky[0] += 0.8  # one user's luck lifts the mean, not the users
     assert quality(lucky).ndcg > base.mean() and not tuning.clearly_better(quality(lucky), quality(base))
+
+
+def test_the_search_starts_no_trial_that_would_end_past_its_budget(monkeypatch):
+    """A clock that only the trials move: a new λ's EASE inverse takes 60 s, a ranking pass 4 s."""
+    now = [0.0]
+    ends = []
+
+    class Tables:
+        cosine_only, ease_lambda = False, None
+
+        def table(self, ease_lambda, k):
+            if ease_lambda != self.ease_lambda:
+                now[0] += 60
+                self.ease_lambda = ease_lambda
+            return ease_lambda, k
+
+    def measure(model, slice_, weights, history_weighting):
+        now[0] += 4
+        ends.append(now[0])
+        return Quality(0.1, 0.1, 1.0, 100, np.full(100, 0.1))  # nothing is ever clearly better
+
+    monkeypatch.setattr(tuning.time, "perf_counter", lambda: now[0])
+    monkeypatch.setattr(tuning.validation, "measure", measure)
+    outcome = tuning.search(Tables(), lambda table: table, None, DEFAULTS, TUNABLE, 0.0, 150.0, None)
+    assert outcome.budget_reached and outcome.settings.same_model(DEFAULTS)
+    # The start (64 s), the other two k (72 s), raw weighting and two blends (84 s); a new λ,
+    # expected to take the start's 64 s, ends at 148 s; its next k, expected at 4 s, would end
+    # at 152 s: it and everything after is not started.
+    assert ends[-1] == 148.0 and len(ends) == 7
+    assert [t.settings.ease_lambda for t in outcome.trials][-1] != DEFAULTS.ease_lambda
