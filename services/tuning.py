@@ -30,7 +30,6 @@ figure would be inflated. That figure is what the quality gate compares with.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass, field, replace
 
@@ -38,6 +37,7 @@ import numpy as np
 
 from database.records import ModelData
 from services import neighbours, scoring, validation
+from services.evaluation.metrics import mean_and_error
 from services.model_settings import ModelSettings
 from services.validation import Quality, Slice
 
@@ -135,8 +135,8 @@ def clearly_better(new: Quality, old: Quality) -> bool:
     difference = new.per_user - old.per_user
     if len(difference) < 2:
         return False
-    gain = float(difference.mean())
-    return gain > 0 and gain > MIN_GAIN_SE * float(difference.std(ddof=1)) / math.sqrt(len(difference))
+    gain, error = mean_and_error(difference.tolist())
+    return gain > 0 and gain > MIN_GAIN_SE * error
 
 
 def search(
@@ -175,10 +175,13 @@ def search(
         return (not tables.cosine_only and (settings.ease_lambda, settings.neighbours_k) not in models
                 and tables.ease_lambda != settings.ease_lambda)
 
+    def known(settings: ModelSettings) -> Quality | None:
+        """The quality of a trial already measured with these settings."""
+        return next((done.quality for done in trials if done.settings.same_model(settings)), None)
+
     def measured(settings: ModelSettings, candidate: bool = True) -> Quality:
-        for done in trials:
-            if done.settings.same_model(settings):
-                return done.quality
+        if (quality := known(settings)) is not None:
+            return quality
         kind, started = new_lambda(settings), time.perf_counter()
         quality = validation.measure(model(settings.ease_lambda, settings.neighbours_k), slice_,
                                      settings.weights(dislike), settings.history_weighting)
@@ -193,7 +196,7 @@ def search(
     def better(settings: ModelSettings) -> bool:
         """Measure `settings` (unless the budget is spent) and keep them if they rank clearly better."""
         nonlocal best, best_quality
-        if not any(done.settings.same_model(settings) for done in trials):
+        if known(settings) is None:
             kind = new_lambda(settings)
             if time.perf_counter() + took.get(kind, took.get(True, 0.0)) > deadline:
                 budget["reached"] = True

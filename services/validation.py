@@ -119,4 +119,4 @@ def measure(model: ModelData, slice_: Slice, weights: scoring.Weights, history_w
         recall += recall_at_k(ranked, slice_.held_out[n], K)
         covered += len(ranked) >= K
     count = len(slice_.users)
-    return Quality(float(ndcg.mean()) if count else 0.0, recall / count, covered / count, count, ndcg)
+    return Quality(float(ndcg.mean()), recall / count, covered / count, count, ndcg)  # a slice has MIN_USERS or more

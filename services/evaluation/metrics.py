@@ -72,12 +72,16 @@ def paired_difference(
     apart on these users."""
     if len(users) < 2:
         return None
-    differences = [metric(list(a.get(u, ()))[:k], relevant[u], k) - metric(list(b.get(u, ()))[:k], relevant[u], k)
-                   for u in users]
-    n = len(differences)
-    mean = sum(differences) / n
-    error = math.sqrt(sum((d - mean) ** 2 for d in differences) / (n - 1) / n)
+    mean, error = mean_and_error([metric(list(a.get(u, ()))[:k], relevant[u], k) - metric(list(b.get(u, ()))[:k], relevant[u], k)
+                                  for u in users])
     return {"mean": mean, "low": mean - 1.96 * error, "high": mean + 1.96 * error}
+
+
+def mean_and_error(values: Sequence[float]) -> tuple[float, float]:
+    """The mean of two or more values and its standard error (sample standard deviation / √n)."""
+    n = len(values)
+    mean = sum(values) / n
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
 
 
 def genre_distance(a: AbstractSet[str], b: AbstractSet[str]) -> float:
