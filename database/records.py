@@ -165,6 +165,46 @@ class ModelData:
         for name, value in derived.items():
             object.__setattr__(self, name, value)
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every array of the model, the derived ones included (media_genres as one CSR pair:
+        genre_indptr, genre_media), by name: what `from_arrays` takes back."""
+        sizes = [len(members) for members in self.media_genres]
+        arrays = {name: getattr(self, name) for name in _ARRAY_FIELDS}
+        arrays["genre_indptr"] = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
+        arrays["genre_media"] = (
+            np.concatenate(self.media_genres).astype(np.int32) if self.media_genres else np.zeros(0, np.int32)
+        )
+        if self.lookup_idx is None:  # not appended: the lookup is media_ids itself
+            del arrays["lookup_idx"], arrays["lookup_ids"]
+        return arrays
+
+    @classmethod
+    def from_arrays(
+        cls,
+        info: ModelInfo,
+        genre_names: tuple[str, ...],
+        media_type_names: tuple[str, ...],
+        appended: int,
+        arrays: dict[str, np.ndarray],
+    ) -> ModelData:
+        """The model of `arrays()` (for example mapped read-only from a file), taken as they are:
+        nothing is derived again, nothing copied."""
+        model = object.__new__(cls)
+        indptr, members = arrays["genre_indptr"], arrays["genre_media"]
+        values = {
+            "info": info,
+            "genre_names": tuple(genre_names),
+            "media_type_names": tuple(media_type_names),
+            "appended": appended,
+            "media_genres": [members[indptr[g]:indptr[g + 1]] for g in range(len(indptr) - 1)],
+            "lookup_ids": arrays.get("lookup_ids", arrays["media_ids"]),
+            "lookup_idx": arrays.get("lookup_idx"),
+            **{name: arrays[name] for name in _ARRAY_FIELDS if name not in ("lookup_ids", "lookup_idx")},
+        }
+        for name, value in values.items():
+            object.__setattr__(model, name, value)
+        return model
+
     def with_media(self, media: list[Media]) -> ModelData:
         """This model with the media of `media` it does not know appended (new titles): no
         neighbours, popularity 0, their genres, type and year; the model's version is the same."""
@@ -213,6 +253,14 @@ class ModelData:
             ),
             appended=self.appended + len(new),
         )
+
+
+# The arrays of ModelData besides media_genres, given or derived (see ModelData.arrays).
+_ARRAY_FIELDS = (
+    "media_ids", "popularity", "neighbour_indptr", "neighbour_idx", "neighbour_similarity", "media_type",
+    "release_year", "signature_genres", "media_signature", "signature_indptr", "signature_media",
+    "signature_sizes", "by_popularity", "lookup_ids", "lookup_idx",
+)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from flask import Flask
@@ -26,6 +27,7 @@ from services.impressions import ImpressionLog, RecordingRecommender
 from services.model_store import ModelStore
 from services.recommendation_service import RecommendationService
 from services.model_settings import ModelSettings
+from services.shared_models import SharedModels
 from settings import Settings
 
 MAX_BODY_BYTES = 64 * 1024
@@ -56,7 +58,8 @@ def build_runtime(settings: Settings, databases: Databases | None = None) -> Run
     """Build the service on `databases` (opened from `settings` by default); also used offline.
 
     Starts the model loader and returns once it loaded a model or failed a first time (at most
-    MODEL_BOOT_WAIT seconds).
+    MODEL_BOOT_WAIT seconds). With MODEL_SHARE_DIR in the environment (Gunicorn's workers: see
+    ml_service/gunicorn.conf.py), the model is mapped from a file all the workers share.
     """
     databases = databases or open_databases(settings)
     catalog = CatalogRepository(databases.catalog)
@@ -68,6 +71,7 @@ def build_runtime(settings: Settings, databases: Databases | None = None) -> Run
         catalog_sync=CatalogSync(catalog),
         sync_interval=settings.catalog_sync_interval,
         experiments=experiments,
+        shared=SharedModels(os.environ["MODEL_SHARE_DIR"]) if os.environ.get("MODEL_SHARE_DIR") else None,
     )
     engagement = EngagementRepository(databases.engagement, InteractionWeights.of(settings))
     recommender = RecommendationService(

@@ -3,6 +3,7 @@
 Every value can be overridden from the environment (see .env.example).
 """
 
+import gc
 import os
 import shutil
 import tempfile
@@ -74,6 +75,27 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     _own_metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ml-service-metrics-")
 
 
+# One copy of the model per machine: the workers map the model from files in this directory
+# (services/shared_models.py). A directory of this server's own, so that servers of other
+# model databases on the same machine never map its files.
+_own_model_dir = None
+if not os.environ.get("MODEL_SHARE_DIR"):
+    _own_model_dir = os.environ["MODEL_SHARE_DIR"] = tempfile.mkdtemp(prefix="ml-service-models-")
+
+
+# The service's modules are imported here, in the master, so that the workers share their
+# memory (pages copied only when a worker writes to them) instead of each importing its own;
+# the app itself, with its pools and threads, is still created in each worker, after the fork
+# (ml_service/wsgi.py). Nothing these imports run opens a connection or starts a thread.
+import ml_service.app  # noqa: E402,F401  (after PROMETHEUS_MULTIPROC_DIR: prometheus_client reads it on import)
+
+
+def pre_fork(server, worker):
+    """Keep the workers' garbage collector off the objects imported here: a collection writes to
+    every object it visits, which would copy their shared pages into each worker."""
+    gc.freeze()
+
+
 def on_starting(server):
     """Fail once, clearly, in the master when the configuration is wrong, not in every worker."""
     from settings import ConfigError, Settings
@@ -89,6 +111,9 @@ def on_starting(server):
     metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     metrics_dir.mkdir(parents=True, exist_ok=True)
     for stale in metrics_dir.glob("*.db"):
+        stale.unlink()
+    # Model files left by a previous run may be of another model database's versions.
+    for stale in Path(os.environ["MODEL_SHARE_DIR"]).glob("*.model"):
         stale.unlink()
 
 
@@ -118,9 +143,10 @@ def worker_exit(server, worker):
 
 
 def on_exit(server):
-    """Remove the metrics directory when it is a temporary one this configuration made."""
-    if _own_metrics_dir:
-        shutil.rmtree(_own_metrics_dir, ignore_errors=True)
+    """Remove the metrics and model directories that are temporary ones this configuration made."""
+    for directory in (_own_metrics_dir, _own_model_dir):
+        if directory:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def post_worker_init(worker):

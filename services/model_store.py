@@ -15,6 +15,7 @@ from database.pools import Unavailable
 from database.records import Experiment, ModelData
 from services.catalog_sync import CatalogSync
 from services.errors import ModelUnavailable
+from services.shared_models import SharedModels
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,10 @@ class ModelStore:
         catalog_sync: CatalogSync | None = None,
         sync_interval: float = 60.0,
         experiments: ExperimentRepository | None = None,
+        shared: SharedModels | None = None,
     ) -> None:
         self._repository = repository
+        self._shared = shared
         self._experiments = experiments
         self._experiment: Experiment | None = None
         self._variant_models: dict[int, ModelData] = {}  # version -> model, for the experiment's variants
@@ -111,7 +114,7 @@ class ModelStore:
         version = self._repository.serving_version(Deadline.after(CHECK_TIMEOUT))
         current = self._model
         if version is not None and (current is None or current.info.version != version):
-            model = self._repository.load(Deadline.after(LOAD_TIMEOUT_MS / 1000))
+            model = self._load(version)
             if model is not None:
                 self._synced_at = float("-inf")  # the new model lacks what the catalog gained since its build
                 self._model = model
@@ -123,7 +126,23 @@ class ModelStore:
                     listener(model)
         if self._experiments is not None:
             self._reload_experiment()
+        if self._shared is not None:
+            self._shared.remove_stale([m for m in (self._model, *self._variant_models.values()) if m is not None])
         return self._model
+
+    def _load(self, version: int) -> ModelData | None:
+        """Model `version` from the model database (mapped from the machine's file of it when shared)."""
+        def load() -> ModelData | None:
+            return self._repository.load(Deadline.after(LOAD_TIMEOUT_MS / 1000), version)
+
+        return load() if self._shared is None else self._shared.version(version, load)
+
+    def _extend(self, model: ModelData) -> ModelData:
+        """`model` with the catalog's new media (services/catalog_sync.py), shared when it changed."""
+        extended = self._catalog_sync.extend(model)
+        if extended is model or self._shared is None:
+            return extended
+        return self._shared.share(extended)
 
     def _reload_experiment(self) -> None:
         """Read the running experiment; load the models its variants serve, forget the others."""
@@ -132,13 +151,13 @@ class ModelStore:
         serving = self._model.info.version if self._model is not None else None
         models = {v: m for v, m in self._variant_models.items() if v in wanted and v != serving}
         for version in sorted(wanted - set(models) - {serving}):
-            model = self._repository.load(Deadline.after(LOAD_TIMEOUT_MS / 1000), version)
+            model = self._load(version)
             if model is None:
                 log.warning("model %s of experiment %s is not kept; its variant gets the serving model",
                             version, experiment.name)
                 continue
             if self._catalog_sync is not None:
-                model = self._catalog_sync.extend(model)
+                model = self._extend(model)
             models[version] = model
             log.info("model %s loaded for experiment %s", version, experiment.name,
                      extra={"variant_model_version": version})
@@ -153,8 +172,8 @@ class ModelStore:
         model = self._model
         if model is not None and self._catalog_sync is not None:
             self._synced_at = time.monotonic()
-            self._model = self._catalog_sync.extend(model)  # only this thread replaces the model
-            self._variant_models = {v: self._catalog_sync.extend(m) for v, m in self._variant_models.items()}
+            self._model = self._extend(model)  # only this thread replaces the model
+            self._variant_models = {v: self._extend(m) for v, m in self._variant_models.items()}
         return self._model
 
     def _run(self) -> None:

@@ -1,5 +1,6 @@
 """A published model, and a rollback, reach every Gunicorn worker within MODEL_RELOAD_INTERVAL,
-with no request in between; answers, /api/model, /health/ready and /metrics say which model."""
+with no request in between; answers, /api/model, /health/ready and /metrics say which model;
+the machine holds one copy of each model, read from the database once and mapped by every worker."""
 
 import json
 import os
@@ -9,6 +10,7 @@ import sys
 import time
 import uuid
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 import requests
@@ -48,6 +50,27 @@ def worker_loads(log_text: str) -> dict[int, list[tuple[int, float]]]:
     return loads
 
 
+def mapped_models(workers) -> dict[int, set[str]]:
+    """Per worker pid, the names of the model files it maps (services/shared_models.py)."""
+    return {
+        pid: {line.rsplit("/", 1)[-1] for line in Path(f"/proc/{pid}/maps").read_text().splitlines()
+              if line.endswith(".model")}
+        for pid in workers
+    }
+
+
+def written(log_text: str) -> list[str]:
+    """The files of model versions that a worker read from the database and wrote for the others
+    to map, in order (not those of a model the catalog sync extended)."""
+    found = []
+    for line in log_text.splitlines():
+        if line.startswith("{"):
+            match = re.fullmatch(r"model file (v\d+\.model) written for the other workers to map.*",
+                                 json.loads(line)["message"])
+            found += [match.group(1)] if match else []
+    return found
+
+
 def served_versions(base: str) -> tuple[float, float]:
     text = requests.get(f"{base}/metrics", timeout=5).text
     low = re.search(r"^ml_model_version (\S+)$", text, re.MULTILINE)
@@ -85,6 +108,8 @@ def test_a_refresh_and_a_rollback_reach_every_worker_without_traffic(urls, tmp_p
         while len(workers := set(worker_loads(log.read_text()))) < 4 and time.monotonic() < deadline:
             time.sleep(0.2)  # the other workers are still booting
         assert len(workers) == 4, log.read_text()
+        assert written(log.read_text()) == ["v1.model"]  # one worker read it, the others mapped its file
+        assert all("v1.model" in names for names in mapped_models(workers).values())
 
         # A new comedy many users liked: version 2 ranks it for the comedy fan.
         comedy = uuid.UUID("00000000-0000-4000-8000-000000000199")
@@ -94,6 +119,8 @@ def test_a_refresh_and_a_rollback_reach_every_worker_without_traffic(urls, tmp_p
         published = time.time()
         assert_every_worker_switched(log, workers, 2, published)
         assert served_versions(base) == (2.0, 2.0)
+        assert written(log.read_text()) == ["v1.model", "v2.model"]
+        assert all("v2.model" in names for names in mapped_models(workers).values())
         second = answer(base)
         assert second.headers["X-Model-Version"] == "2" and str(comedy) in second.text
         model = requests.get(f"{base}/api/model", timeout=5).json()
@@ -108,6 +135,7 @@ def test_a_refresh_and_a_rollback_reach_every_worker_without_traffic(urls, tmp_p
         rolled_back = time.time()
         assert_every_worker_switched(log, workers, 1, rolled_back)
         assert served_versions(base) == (1.0, 1.0)
+        assert written(log.read_text()) == ["v1.model", "v2.model"]  # version 1's file was still there
         # The earlier version's answers, exactly, but for the new comedy: not in model 1, it is
         # still recommended to the comedy fan by genre (the catalog sync), without model 2's neighbours.
         again = answer(base)

@@ -45,7 +45,7 @@ def test_the_service_reads_nothing_that_is_neither_set_nor_defaulted(compose):
     env = service_env(service)
     assert REQUIRED <= set(env), "compose must set the database URLs"
     with_defaults = set(SETTING_NAMES) - REQUIRED
-    gunicorn = {"BIND", "GUNICORN_WORKERS", "GUNICORN_THREADS", "GUNICORN_TIMEOUT", "PROMETHEUS_MULTIPROC_DIR"}
+    gunicorn = {"BIND", "GUNICORN_WORKERS", "GUNICORN_THREADS", "GUNICORN_TIMEOUT", "PROMETHEUS_MULTIPROC_DIR", "MODEL_SHARE_DIR"}
     unknown = variables_read_by_code() - set(env) - with_defaults - gunicorn
     assert not unknown, f"read by the code but neither set in compose nor defaulted in the code: {sorted(unknown)}"
     settings = Settings.from_env({k: str(v) for k, v in env.items()})  # what the container would start with

@@ -50,7 +50,7 @@ def test_the_scan_finds_the_ways_code_reads_the_environment():
 
 
 def test_the_gunicorn_and_metrics_variables_are_found():
-    assert {"BIND", "GUNICORN_WORKERS", "GUNICORN_THREADS", "GUNICORN_TIMEOUT", "PROMETHEUS_MULTIPROC_DIR"} <= (
+    assert {"BIND", "GUNICORN_WORKERS", "GUNICORN_THREADS", "GUNICORN_TIMEOUT", "PROMETHEUS_MULTIPROC_DIR", "MODEL_SHARE_DIR"} <= (
         variables_read_by_code()
     )
 
