@@ -11,6 +11,7 @@ import numpy as np
 from database.deadline import Deadline
 from database.pools import Database
 from database.records import Media
+from database.uuid_array import UuidArray
 
 
 class CatalogRepository:
@@ -19,8 +20,9 @@ class CatalogRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def media_by_ids(self, media_ids: Sequence[UUID], deadline: Deadline | None = None) -> dict[UUID, Media]:
-        """The live (not deleted) media among `media_ids`, with their genres."""
+    def media_by_ids(self, media_ids: Sequence[UUID] | np.ndarray, deadline: Deadline | None = None) -> dict[UUID, Media]:
+        """The live (not deleted) media among `media_ids` (UUIDs, or a "V16" array of their bytes), with their genres."""
+        ids = UuidArray(media_ids) if isinstance(media_ids, np.ndarray) else UuidArray.of(media_ids)
         with self._db.connection(deadline) as conn:
             rows = conn.execute(
                 """
@@ -29,7 +31,7 @@ class CatalogRepository:
                   FROM medias m
                  WHERE m.id = ANY(%s) AND m.deleted_at IS NULL
                 """,
-                (list(media_ids),),
+                (ids,),
                 binary=True,
             ).fetchall()
         return {row[0]: Media(row[0], row[1], row[2], row[3], row[4], tuple(row[5])) for row in rows}

@@ -12,6 +12,7 @@ from database import binary_copy
 from database.deadline import Deadline
 from database.pools import Database
 from database.records import History, InteractionWeights
+from database.uuid_array import UuidArray
 
 # A LIKE's or WATCH's value (1 when missing, never below 0) times its type's weight.
 WEIGHTED_VALUE = """greatest(coalesce(interaction_value, 1), 0)
@@ -46,7 +47,7 @@ class EngagementRepository:
                       GROUP BY user_id, media_id) AS per_media
               GROUP BY user_id
                 """,
-                {"users": list(user_ids), **self._weights},
+                {"users": UuidArray.of(user_ids), **self._weights},
                 binary=True,
             ).fetchall()
         return {

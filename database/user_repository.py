@@ -8,6 +8,7 @@ from uuid import UUID
 from database.deadline import Deadline
 from database.pools import Database
 from database.records import UserProfile
+from database.uuid_array import UuidArray
 
 
 class UserRepository:
@@ -26,7 +27,7 @@ class UserRepository:
                        ARRAY(SELECT g.genre_name FROM tb_user_genre g WHERE g.user_id = u.user_id)
                   FROM unnest(%s::uuid[]) AS u(user_id)
                 """,
-                (list(user_ids),),
+                (UuidArray.of(user_ids),),
                 binary=True,
             ).fetchall()
         return {user_id: UserProfile(user_id, exists, frozenset(genres)) for user_id, exists, genres in rows}

@@ -87,17 +87,18 @@ class RequestLogMiddleware:
         try:
             return self.app(environ, start)
         finally:
-            access_log.info(
-                "request",
-                extra={
-                    "method": environ.get("REQUEST_METHOD"),
-                    "path": environ.get("PATH_INFO"),
-                    "status": status[0] or 500,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                    "request_id": request_id,
-                    "remote_addr": environ.get("REMOTE_ADDR"),
-                },
-            )
+            if access_log.isEnabledFor(logging.INFO):  # LOG_LEVEL=WARNING: no line, nothing built for it
+                access_log.info(
+                    "request",
+                    extra={
+                        "method": environ.get("REQUEST_METHOD"),
+                        "path": environ.get("PATH_INFO"),
+                        "status": status[0] or 500,
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                        "request_id": request_id,
+                        "remote_addr": environ.get("REMOTE_ADDR"),
+                    },
+                )
 
 
 def register_request_logging(app: Flask) -> None:

@@ -496,20 +496,22 @@ class RecommendationService:
     def _describe(self, asked: list[tuple[ModelData, list[int], _Described]], deadline: Deadline) -> None:
         """Ask the catalog (one query) about the media of each (model, indices, described) it
         was not asked about yet."""
-        ids: dict[UUID, list[tuple[_Described, int]]] = {}
+        ids: dict[bytes, list[tuple[_Described, int]]] = {}  # by the media's 16 id bytes
         unknown_per = []
         for model, media_idx, described in asked:
-            unknown = {i for i in media_idx if i not in described.media}
-            for i in unknown:
-                ids.setdefault(UUID(bytes=model.media_ids[i].tobytes()), []).append((described, i))
+            unknown = [i for i in dict.fromkeys(media_idx) if i not in described.media]
+            raw = model.media_ids[np.array(unknown, dtype=np.int64)].tobytes()
+            for position, i in enumerate(unknown):
+                ids.setdefault(raw[16 * position:16 * position + 16], []).append((described, i))
             unknown_per.append((described, unknown))
         if not ids:
             return
-        found = self._required(lambda: self._catalog.media_by_ids(list(ids), deadline))
+        raw_ids = np.frombuffer(b"".join(ids), dtype="V16")
+        found = self._required(lambda: self._catalog.media_by_ids(raw_ids, deadline))
         for described, unknown in unknown_per:
             described.media.update(dict.fromkeys(unknown))
         for media_id, media in found.items():
-            for described, i in ids[media_id]:
+            for described, i in ids[media_id.bytes]:
                 described.media[i] = media
 
     def _serve(self, user_id: UUID | None, serving: ModelData, lacking: set[str]) -> tuple[Treatment, ModelData]:

@@ -88,4 +88,6 @@ def test_the_answers_are_byte_for_byte_those_recorded(client):
     assert {200, 400, 404, 415} <= kinds  # the sample covers answers and errors
     for request in recorded:
         got = answer(client, request)
+        if os.environ.get("ML_SHOW_DIFF") and got["body"] != request["body"]:
+            print("\nGOT ", got["body"][:3000], "\nWANT", request["body"][:3000])
         assert got == {k: request[k] for k in ("status", "headers", "body")}, f"{request['method']} {request['path']}"
