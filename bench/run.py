@@ -12,7 +12,9 @@
    random real user ids, batch POST of 50 random users, the live SQL reference, and the
    single and batch requests again from one connection (their latency when no request waits
    for another).
-5. Reads each worker's RSS and writes the report (--output, default bench/RESULTS.md).
+5. Reads each worker's memory (RSS, and PSS, which counts a page the workers share once across
+   them) and the size of the model file they map, and writes the report (--output, default
+   bench/RESULTS.md).
 
 With --baseline-ref REV it also serves the code of git revision REV (a temporary worktree) from a
 second Gunicorn, measures the single and batch scenarios on both servers in alternation and
@@ -38,6 +40,7 @@ from pathlib import Path
 
 import psycopg
 
+from bench import layers
 from bench.load import figures
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated subset to run (the report needs the first four)")
     parser.add_argument("--profile-requests", type=int, default=200,
                         help="requests timed stage by stage in one process after the load (0: skip)")
+    parser.add_argument("--profile-layers", type=float, default=10.0, metavar="SECONDS",
+                        help="then sample the workers with py-spy for this long under the single and the batch load, "
+                             "on each server, and report where their CPU goes per layer (0: skip; bench/layers.py)")
     parser.add_argument("--port", type=int, default=0, help="0: a free port")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument("--seed", type=int, default=0)
@@ -111,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         ids_file.write_text("\n".join(ids))
         (Path(tmp) / "media.txt").write_text("\n".join(_media_ids(urls, args.seed)))
         log = Path(tmp) / "gunicorn.log"
-        gunicorn = _start_gunicorn(urls, port, args, log)
+        models_dir = Path(tmp) / "models"
+        gunicorn = _start_gunicorn(urls, port, args, log, MODEL_SHARE_DIR=str(models_dir))
         try:
             base = f"http://127.0.0.1:{port}"
             _wait_ready(base, gunicorn, log)
@@ -148,25 +155,35 @@ def main(argv: list[str] | None = None) -> int:
             for scenario in scenarios:
                 results[scenario] = _merge(scenario, parts[scenario], processes)
                 print(json.dumps(results[scenario]), flush=True)
-            rss = _worker_rss(gunicorn.pid)
+            by_layer = {}
+            if args.profile_layers > 0:
+                for label, url, measured in [("this checkout", base, processes)] + (
+                        [(f"baseline {baseline['label']}", baseline["base"], baseline["processes"])] if baseline else []):
+                    for scenario in ("single", "batch"):
+                        by_layer[(label, scenario)] = _layers(url, scenario, ids_file, args, measured, Path(tmp))
+            memory = _worker_memory(gunicorn.pid)
+            memory["model_bytes"] = sum(path.stat().st_size for path in models_dir.glob("*.model"))
             if baseline:
                 baseline["results"] = {s: _merge(s, runs, baseline["processes"]) for s, runs in baseline["parts"].items()}
-                baseline["rss"] = _worker_rss(baseline["pid"])
+                baseline["memory"] = _worker_memory(baseline["pid"])
                 for scenario, result in baseline["results"].items():
                     print(json.dumps({"baseline": baseline["label"], **result,
                                       "server_cpu_ratio": _cpu_ratio(results[scenario], result, "server")}), flush=True)
         finally:
             _stop(gunicorn)
-    print(json.dumps({"worker_rss_mb": [round(r / 2**20) for r in rss]}))
+    print(json.dumps({"worker_rss_mb": [round(r / 2**20) for r in memory["rss"]],
+                      "worker_pss_mb": round(sum(memory["pss"]) / 2**20), "model_mb": round(memory["model_bytes"] / 2**20)}))
     profiles = []
     if args.profile_requests > 0:
         for batch, count in ((1, args.profile_requests), (50, max(1, args.profile_requests // 10))):
             profiles.append(_profile(urls, batch, count))
             print(profiles[-1], flush=True)
     if set(REQUIRED_SCENARIOS) <= set(results):
-        report = _report(results, rss, size, args, argv, profiles)
+        report = _report(results, memory, size, args, argv, profiles)
         if baseline:
-            report += _comparison(results, parts, baseline, args)
+            report += _comparison(results, parts, baseline, args, memory["model_bytes"])
+        if by_layer:
+            report += _layers_section(by_layer, results, baseline, args)
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(report)
         print(f"wrote {args.output}")
@@ -420,6 +437,38 @@ def _measure(base: str, scenario: str, ids_file: Path, args, processes: dict, tm
     return {**json.loads(done.stdout), "latencies": json.loads(latencies.read_text()), "cpu": cpu}
 
 
+def _layers(base: str, scenario: str, ids_file: Path, args, processes: dict, tmp: Path):
+    """py-spy's samples of the workers, per layer (bench/layers.py), during one run of `scenario`."""
+    output = tmp / f"py-spy-{scenario}.txt"
+    sampler = layers.record(processes["server"], args.profile_layers, output)
+    try:
+        _measure(base, scenario, ids_file, args, processes, tmp, duration=args.profile_layers, warmup=0)
+    finally:
+        _, errors = sampler.communicate(timeout=args.profile_layers + 60)
+    if sampler.returncode != 0 or not output.exists():
+        raise SystemExit(f"py-spy failed ({sampler.returncode}): {errors.strip()}")
+    return layers.attribute(output.read_text())
+
+
+def _layers_section(found: dict, results: dict, baseline: dict | None, args) -> str:
+    """The report's section on where the workers' CPU goes, per layer and server."""
+    lines = [
+        "",
+        "## Where the workers' CPU goes, per layer",
+        "",
+        f"py-spy sampled every Gunicorn worker for {args.profile_layers:g} s under each load (after the "
+        "measured runs; `python -m bench.run --profile-layers`); each sample counts for the layer of its "
+        "innermost frame that has one (bench/layers.py: psycopg's frames for the repository that called them, "
+        "numpy's for the Python function that called it). Milliseconds are the layer's share times the "
+        "Gunicorn CPU per request measured above for that server.",
+    ]
+    for (label, scenario), samples in found.items():
+        measured = results if label == "this checkout" else baseline["results"]
+        lines += ["", f"{SCENARIO_NAMES[scenario]}, {label}:", "",
+                  *layers.table(samples, measured[scenario].get("server_cpu_ms_per_request"))]
+    return "\n".join(lines) + "\n"
+
+
 def _merge(scenario: str, parts: list[dict], processes: dict) -> dict:
     """The figures of a scenario over all its runs."""
     seconds = sum(p["seconds"] for p in parts)
@@ -492,15 +541,27 @@ def _cpu_seconds(root: int | None) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def _worker_rss(master: int) -> list[int]:
-    """Resident memory (bytes) of each Gunicorn worker process."""
-    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    rss = []
-    for pid in children:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                rss.append(int(line.split()[1]) * 1024)
-    return rss
+def _worker_memory(master: int) -> dict[str, list[int]]:
+    """Each Gunicorn worker's resident memory ("rss", bytes) and proportional set size ("pss":
+    a page mapped by n processes counts 1/n in each, so the workers' sum counts it once)."""
+    memory: dict[str, list[int]] = {"rss": [], "pss": []}
+    for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split():
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name in ("Rss", "Pss"):
+                memory[name.lower()].append(int(value.split()[0]) * 1024)
+    return memory
+
+
+def _memory_line(memory: dict, model_bytes: int, workers: int) -> str:
+    """The workers' RSS and summed PSS against the rule: one model plus 60 MB per worker."""
+    mb = 2**20
+    pss, budget = sum(memory["pss"]), model_bytes + workers * 60 * mb
+    return (
+        f"RSS {', '.join(f'{r / mb:.0f}' for r in memory['rss'])} MB; summed PSS {pss / mb:.0f} MB "
+        f"(the model's arrays: {model_bytes / mb:.0f} MB; one model + {workers} x 60 MB = {budget / mb:.0f} MB: "
+        f"{'within' if pss <= budget else 'over'})"
+    )
 
 
 def _machine() -> str:
@@ -515,7 +576,7 @@ def _fmt(value, digits: int = 1) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
-def _report(results: dict, rss: list[int], size: dict, args, argv, profiles: list[str]) -> str:
+def _report(results: dict, memory: dict, size: dict, args, argv, profiles: list[str]) -> str:
     health, single, batch, live = (results[k] for k in ("health", "single", "batch", "live_sql"))
     command = "python -m bench.run " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     lines = [
@@ -586,9 +647,7 @@ def _report(results: dict, rss: list[int], size: dict, args, argv, profiles: lis
                          f"p99 {_fmt(alone['p99_ms'], 2)} ms (no request waits behind another)")
     lines += [
         "",
-        "Worker memory (RSS after the run): "
-        + ", ".join(f"{r / 1024 / 1024:.0f} MB" for r in rss)
-        + (f" (max {max(rss) / 1024 / 1024:.0f} MB)" if rss else ""),
+        f"Worker memory after the run: {_memory_line(memory, memory['model_bytes'], args.workers)}.",
         "",
     ]
     if profiles:
@@ -616,7 +675,7 @@ def _round_ratios(new_parts: list[dict], old_parts: list[dict]) -> list[float]:
     return sorted(per_request(new) / per_request(old) for new, old in zip(new_parts, old_parts) if per_request(old))
 
 
-def _comparison(results: dict, parts: dict, baseline: dict, args) -> str:
+def _comparison(results: dict, parts: dict, baseline: dict, args, model_bytes: int) -> str:
     """The report's section comparing this checkout with the --baseline-ref server."""
     label, head = baseline["label"], _git("rev-parse", "--short", "HEAD")
     lines = [
@@ -655,7 +714,7 @@ def _comparison(results: dict, parts: dict, baseline: dict, args) -> str:
         "",
         *ratios,
         "",
-        "Baseline worker memory (RSS after the run): " + ", ".join(f"{r / 1024 / 1024:.0f} MB" for r in baseline["rss"]),
+        f"Baseline worker memory after the run: {_memory_line(baseline['memory'], model_bytes, args.workers)}.",
         "",
     ])
 
