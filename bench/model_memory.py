@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
@@ -60,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     size = run._data_size(urls)
     ids = run._user_ids(urls, 0, count=args.requests)
     measured = {"this checkout": _measure(urls, ROOT, args, ids)}
+    print(json.dumps({"this checkout": measured["this checkout"]}), flush=True)
     if args.baseline_ref:
         with tempfile.TemporaryDirectory(prefix="ml-bench-memory-") as tmp:
             worktree = Path(tmp) / "baseline"
@@ -138,10 +140,17 @@ def _measure(urls, root: Path, args, ids: list[str]) -> dict:
                     raise SystemExit(f"the workers did not all load the model within 1800 s:\n{log.read_text()}")
                 time.sleep(5)
             loaded = time.monotonic() - started
+            statuses: dict[int, int] = {}
             for user_id in ids:
-                json.loads(_get(f"{base}/api/recommendations/{user_id}"))
+                try:
+                    _get(f"{base}/api/recommendations/{user_id}")
+                    status = 200
+                except urllib.error.HTTPError as error:  # a 503 when a database misses the deadline
+                    status = error.code
+                statuses[status] = statuses.get(status, 0) + 1
             memory = run._worker_memory(gunicorn.pid)
-            return {**memory, "model_bytes": sum(p.stat().st_size for p in models.glob("*.model")), "loaded_s": loaded}
+            return {**memory, "model_bytes": sum(p.stat().st_size for p in models.glob("*.model")),
+                    "loaded_s": loaded, "statuses": statuses}
         finally:
             run._stop(gunicorn)
 
@@ -159,19 +168,21 @@ def _report(measured: dict, size: dict, args, argv) -> str:
         "",
         f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `{command.strip()}` (bench/model_memory.py).",
         "",
-        f"- Data: {size['users']:,} users, {size['media']:,} media, {size['interactions']:,} interactions; the model: "
-        f"{size['neighbours']:,} neighbour pairs (a stand-in of the refresh's shape, see bench/model_memory.py).",
+        f"- Data: `generate-synthetic --users {args.users} --media {args.media} --interactions {args.interactions}` "
+        f"({size['media']:,} live media); the model: {size['neighbours']:,} neighbour pairs, a stand-in of the "
+        "refresh's shape (see bench/model_memory.py).",
         f"- Machine: {run._machine()}.",
         f"- Gunicorn, production config, {args.workers} workers; memory read once every worker had the model "
         f"(ml_workers_without_model 0) and {args.requests} single GETs were answered.",
         "",
-        "| code | every worker has the model after | RSS per worker (MB) | summed PSS (MB) | one model + 4 x 60 MB (MB) | within |",
-        "| --- | ---: | --- | ---: | ---: | --- |",
+        "| code | every worker has the model after | answers (status: count) | RSS per worker (MB) | summed PSS (MB) | one model + 4 x 60 MB (MB) | within |",
+        "| --- | ---: | --- | --- | ---: | ---: | --- |",
     ]
     budget = model_bytes + args.workers * 60 * MB
     for label, memory in measured.items():
         pss = sum(memory["pss"])
-        lines.append(f"| {label} | {memory['loaded_s']:.0f} s | {', '.join(f'{r / MB:.0f}' for r in memory['rss'])} | {pss / MB:.0f} | "
+        answers = ", ".join(f"{status}: {count}" for status, count in sorted(memory["statuses"].items()))
+        lines.append(f"| {label} | {memory['loaded_s']:.0f} s | {answers} | {', '.join(f'{r / MB:.0f}' for r in memory['rss'])} | {pss / MB:.0f} | "
                      f"{budget / MB:.0f} | {'yes' if pss <= budget else 'no'} |")
     lines += ["", f"The model file the workers map: {model_bytes / MB:.0f} MB (its arrays, derived ones included).", ""]
     return "\n".join(lines)
