@@ -4,11 +4,11 @@
 py-spy samples every worker of the server (`--subprocesses`; `--gil`: only threads holding the
 GIL, which is the CPU a worker's Python spends, not its waits for PostgreSQL or a socket;
 `--nonblocking`: the workers are never paused) while a run of the load client drives the
-scenario, and `attribute` assigns each
-sample to a layer by its innermost frame that belongs to one (LAYERS, first rule that matches
-wins), so that psycopg's frames count for the repository that called them, numpy's (native,
-not sampled as frames) for the Python function that called numpy, and so on. A sample's share
-times the scenario's measured Gunicorn CPU per request gives that layer's milliseconds.
+scenario. `attribute` assigns each sample to a layer by its innermost frame that belongs to
+one (LAYERS, first rule that matches wins), so that psycopg's frames count for the repository
+that called them, numpy's (native, not sampled as frames) for the Python function that called
+numpy, and so on. A sample's share times the scenario's measured Gunicorn CPU per request
+gives that layer's milliseconds.
 """
 
 from __future__ import annotations

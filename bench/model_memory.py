@@ -63,14 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     measured = {"this checkout": _measure(urls, ROOT, args, ids)}
     print(json.dumps({"this checkout": measured["this checkout"]}), flush=True)
     if args.baseline_ref:
-        with tempfile.TemporaryDirectory(prefix="ml-bench-memory-") as tmp:
-            worktree = Path(tmp) / "baseline"
-            commit = run._git("rev-parse", "--short", "--verify", f"{args.baseline_ref}^{{commit}}")
-            run._git("worktree", "add", "--detach", "--quiet", str(worktree), commit)
-            try:
-                measured[f"baseline {args.baseline_ref} ({commit})"] = _measure(urls, worktree, args, ids)
-            finally:
-                run._git("worktree", "remove", "--force", str(worktree))
+        with tempfile.TemporaryDirectory(prefix="ml-bench-memory-") as tmp, \
+                run._worktree(args.baseline_ref, Path(tmp) / "baseline") as (worktree, commit):
+            measured[f"baseline {args.baseline_ref} ({commit})"] = _measure(urls, worktree, args, ids)
     report = _report(measured, size, args, argv)
     args.output.write_text(report)
     print(report)

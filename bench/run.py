@@ -329,10 +329,7 @@ def _baseline_server(ref: str, urls, args, tmp: Path):
     The same databases, configuration and Python environment as the measured checkout; its own
     port and metrics directory. Yields its "base" URL, master "pid" and a "label" naming `ref`.
     """
-    worktree = tmp / "baseline"
-    commit = _git("rev-parse", "--short", "--verify", f"{ref}^{{commit}}")
-    _git("worktree", "add", "--detach", "--quiet", str(worktree), commit)
-    try:
+    with _worktree(ref, tmp / "baseline") as (worktree, commit):
         port, log = _free_port(), tmp / "gunicorn-baseline.log"
         gunicorn = _start_gunicorn(urls, port, args, log, root=worktree,
                                    PROMETHEUS_MULTIPROC_DIR=str(tmp / "metrics-baseline"))
@@ -342,8 +339,17 @@ def _baseline_server(ref: str, urls, args, tmp: Path):
             yield {"base": base, "pid": gunicorn.pid, "label": f"{ref} ({commit})" if ref != commit else ref}
         finally:
             _stop(gunicorn)
+
+
+@contextlib.contextmanager
+def _worktree(ref: str, path: Path):
+    """A temporary git worktree of revision `ref` at `path`; yields it and the short commit."""
+    commit = _git("rev-parse", "--short", "--verify", f"{ref}^{{commit}}")
+    _git("worktree", "add", "--detach", "--quiet", str(path), commit)
+    try:
+        yield path, commit
     finally:
-        _git("worktree", "remove", "--force", str(worktree))
+        _git("worktree", "remove", "--force", str(path))
 
 
 @contextlib.contextmanager

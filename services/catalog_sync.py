@@ -9,7 +9,6 @@ CATALOG_SYNC_INTERVAL seconds and right after loading a model: one query lists t
 from __future__ import annotations
 
 import logging
-from uuid import UUID
 
 from database.catalog_repository import CatalogRepository
 from database.deadline import Deadline
@@ -33,8 +32,8 @@ class CatalogSync:
         deadline = Deadline.after(SYNC_TIMEOUT)
         ids = self._catalog.live_media_ids(deadline)
         _, known = media_indices(model, ids)
-        new = [UUID(bytes=raw.tobytes()) for raw in ids[~known]]
-        if not new:
+        new = ids[~known]
+        if not len(new):
             return model
         media = self._catalog.media_by_ids(new, deadline)
         extended = model.with_media(sorted(media.values(), key=lambda m: m.id.bytes))

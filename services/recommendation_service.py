@@ -500,9 +500,8 @@ class RecommendationService:
         unknown_per = []
         for model, media_idx, described in asked:
             unknown = [i for i in dict.fromkeys(media_idx) if i not in described.media]
-            raw = model.media_ids[np.array(unknown, dtype=np.int64)].tobytes()
-            for position, i in enumerate(unknown):
-                ids.setdefault(raw[16 * position:16 * position + 16], []).append((described, i))
+            for i, raw in zip(unknown, model.media_ids[np.array(unknown, dtype=np.int64)].tolist()):
+                ids.setdefault(raw, []).append((described, i))
             unknown_per.append((described, unknown))
         if not ids:
             return

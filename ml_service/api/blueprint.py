@@ -19,8 +19,7 @@ What differs from flask-smorest's defaults (webargs' FlaskParser):
   JSON (or nested too deeply, ml_service/security.py) a 400 `bad_request`, where webargs would
   read a non-JSON body as no body;
 - the query string is given to the schema as a plain dict (every value of a list field, the
-  first of any other): what webargs' MultiDictProxy reads, at a third of the parsing time;
-  without query parameters, what the schema loads from none is loaded once and reused.
+  first of any other): what webargs' MultiDictProxy reads, at a third of the parsing time.
 """
 
 from __future__ import annotations
@@ -37,19 +36,6 @@ class ArgumentsParser(FlaskParser):
 
     def __init__(self) -> None:
         super().__init__(unknown=None)  # None: each schema's Meta.unknown applies, at every location
-        self._empty_query: dict[int, dict] = {}  # id(schema) -> what it loads from no query parameters
-
-    def _process_location_data(self, location_data, schema, req, location, unknown, validators):
-        """The schema's load, except that a request without query parameters (most of them)
-        gets what they load to (the defaults), loaded once per schema: the same every time."""
-        if location != "query" or location_data or validators:
-            return super()._process_location_data(location_data, schema, req, location, unknown, validators)
-        loaded = self._empty_query.get(id(schema))
-        if loaded is None:
-            loaded = self._empty_query[id(schema)] = super()._process_location_data(
-                location_data, schema, req, location, unknown, validators
-            )
-        return {name: list(value) if isinstance(value, list) else value for name, value in loaded.items()}
 
     def load_querystring(self, req, schema):
         """The query string as `schema` loads it: every value of its list fields, the first of the
