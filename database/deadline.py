@@ -8,6 +8,11 @@ The call blocked on that socket then fails at once ("server closed the connectio
 caller gets `DeadlineExceeded`, and the connection is closed so that its pool never lends it
 again. Closing the socket from another thread is the one way to interrupt a blocked libpq
 call that works whatever the server does: a cancel request needs a server that answers.
+
+Before it cuts, the watchdog looks whether the server's answer is already waiting, unread, in
+the socket. Then the lateness is this process's (its threads were not scheduled, on a loaded
+machine), not the database's: `DeadlineExceeded.answered` tells the caller, which does not
+mark the database down for it (database/pools.py).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import select
 import socket
 import threading
 import time
@@ -28,7 +34,15 @@ TICK_SECONDS = 0.02
 
 
 class DeadlineExceeded(psycopg.OperationalError):
-    """The database did not answer before the deadline; the connection was cut and discarded."""
+    """The deadline passed; the connection was cut and discarded.
+
+    `answered`: the server's answer was already in the socket, unread, when the deadline
+    passed (this process was late to read it); False when the server had sent nothing.
+    """
+
+    def __init__(self, message: str, answered: bool = False) -> None:
+        super().__init__(message)
+        self.answered = answered
 
 
 @dataclass(frozen=True)
@@ -56,12 +70,13 @@ class Deadline:
 
 
 class _Guarded:
-    __slots__ = ("fd", "at", "fired")
+    __slots__ = ("fd", "at", "fired", "answered")
 
     def __init__(self, fd: int, at: float) -> None:
         self.fd = fd
         self.at = at
         self.fired = False
+        self.answered = False
 
 
 class Watchdog:
@@ -90,6 +105,8 @@ class Watchdog:
         try:
             yield
         except psycopg.OperationalError as error:
+            if entry.fired and entry.answered:
+                raise DeadlineExceeded("the answer came within the deadline but was read too late", True) from error
             if entry.fired:
                 raise DeadlineExceeded("the database did not answer within the deadline") from error
             raise
@@ -107,7 +124,16 @@ class Watchdog:
                 for entry in self._guarded.values():
                     if not entry.fired and entry.at <= now:
                         entry.fired = True
+                        entry.answered = _readable(entry.fd)
                         _cut(entry.fd)
+
+
+def _readable(fd: int) -> bool:
+    """Whether data waits unread on the socket (the server answered; nobody has read it yet)."""
+    try:
+        return bool(select.select([fd], [], [], 0)[0])
+    except (OSError, ValueError):  # closed meanwhile
+        return False
 
 
 def _cut(fd: int) -> None:

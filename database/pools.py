@@ -5,7 +5,8 @@ Every read on the request path goes through `Database.connection(deadline)`, the
 - waits for a pooled connection no longer than the deadline,
 - cuts the connection when the deadline passes, whatever the server does (database/deadline.py),
 - and marks the database down on any connection failure, so that the other requests of this
-  process skip it at once instead of each finding out again.
+  process skip it at once instead of each finding out again; except a deadline passed with the
+  server's answer already waiting unread (this process was late, not the database).
 
 A database marked down is probed by a thread of its own with a fresh connection (never through
 the pool, whose queue may hold requests), every DB_PROBE_INTERVAL seconds. When a probe
@@ -33,7 +34,7 @@ from typing import Iterator
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from database.deadline import WATCHDOG, Deadline
+from database.deadline import WATCHDOG, Deadline, DeadlineExceeded
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -149,6 +150,12 @@ class Database:
             with self._borrowed(deadline) as conn, WATCHDOG.guard(conn, deadline):
                 yield conn
         except psycopg.OperationalError as error:  # includes PoolTimeout and DeadlineExceeded
+            if isinstance(error, DeadlineExceeded) and error.answered:
+                # The server had answered; this process was late to read it (a loaded machine).
+                log.info("%s answered in time but was read after the deadline: not marked down", self.name)
+                if trial:
+                    self._trial_open = True
+                raise Unavailable(self.name) from error
             self.trip(error)
             raise Unavailable(self.name) from error
         except BaseException:
@@ -215,6 +222,8 @@ class Database:
                 log.warning("%s unavailable, serving degraded: %s: %s", self.name, type(error).__name__, error)
             elif self._probing:
                 return
+            else:  # the trial after a successful probe failed
+                log.info("%s failed the trial request, probing again: %s: %s", self.name, type(error).__name__, error)
             self._probing = True
             self._trial_open = False
         threading.Thread(target=self._probe_until_back, name=f"probe-{self.name}", daemon=True).start()

@@ -64,3 +64,25 @@ def test_a_request_out_of_time_skips_the_database_without_marking_it_down(db_url
             assert conn.execute("SELECT 1").fetchone() == (1,)
     finally:
         databases.close()
+
+
+def test_an_answer_left_unread_past_the_deadline_does_not_mark_the_database_down(db_urls):
+    """A loaded machine: the server answers at once, but this thread runs only after the deadline."""
+    from database.pools import Unavailable, open_databases
+    from tests.conftest import settings_for
+
+    databases = open_databases(settings_for(db_urls))
+    try:
+        with pytest.raises(Unavailable) as raised, databases.user.connection(Deadline.after(0.3)) as conn:
+            conn.pgconn.send_query(b"SELECT 1")
+            time.sleep(0.6)  # the answer waits in the socket while this thread is not running
+            conn.execute("SELECT 2")
+        assert isinstance(raised.value.__cause__, DeadlineExceeded) and raised.value.__cause__.answered
+        assert databases.user.available
+
+        with pytest.raises(Unavailable) as raised, databases.user.connection(Deadline.after(0.3)) as conn:
+            conn.execute("SELECT pg_sleep(10)")  # the server itself has not answered
+        assert not raised.value.__cause__.answered
+        assert not databases.user.available
+    finally:
+        databases.close()

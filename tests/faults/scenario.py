@@ -18,6 +18,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
@@ -32,6 +33,8 @@ DATABASES = ("user_db", "catalog_db", "engagement_db")
 OBSERVE_AFTER = 8.0
 RECOVERY_BOUND = 5.0
 WORKERS = 4  # gunicorn.conf.py's default
+# Log lines shown of the slowest worker when a fault's requirements are not met.
+MAX_TIMELINE = 40
 # The slowest acceptable answer: the request deadline (production default) plus half a second.
 ANSWER_BOUND = Settings.request_deadline_ms / 1000 + 0.5
 
@@ -206,28 +209,46 @@ class Stack:
         """The Gunicorn master's pid (its children are the workers)."""
         return self._gunicorn.pid
 
-    def workers(self) -> dict[str, int]:
-        """Request id -> pid of the worker that answered it, from the access lines logged so far."""
-        answered = {}
+    def log_entries(self) -> list[dict]:
+        """Every JSON line Gunicorn and its workers logged so far."""
+        entries = []
         for line in self.log.read_text().splitlines():
             try:
-                entry = json.loads(line)
+                entries.append(json.loads(line))
             except ValueError:
                 continue
-            if entry.get("logger") == "ml_service.access" and "request_id" in entry:
-                answered[entry["request_id"]] = entry["pid"]
-        return answered
+        return entries
+
+    def workers(self) -> dict[str, int]:
+        """Request id -> pid of the worker that answered it, from the access lines logged so far."""
+        return {
+            entry["request_id"]: entry["pid"]
+            for entry in self.log_entries()
+            if entry.get("logger") == "ml_service.access" and "request_id" in entry
+        }
+
+    def timeline(self, pid: int, since: float, healed: float) -> str:
+        """What worker `pid` logged about its databases from `since` on (wall-clock seconds),
+        each line timed from `healed`: why a worker recovered late."""
+        lines = []
+        for entry in self.log_entries():
+            if entry.get("pid") != pid or entry.get("logger") not in ("database.pools", "psycopg.pool"):
+                continue
+            at = datetime.fromisoformat(entry["time"]).timestamp()
+            if at >= since:
+                lines.append(f"  {at - healed:+.2f} s {entry['message'][:160]}")
+        return "\n".join(lines[-MAX_TIMELINE:])
 
 
 def run_fault(stack: Stack, traffic: Traffic, database: str, fault: Fault) -> Row:
     """Stage `fault` on `database` under `traffic`; measure the answers from its start to OBSERVE_AFTER after it ends."""
     wait_for_full_service(traffic)
     host = stack.hosts[database]
-    started = time.monotonic()
+    started, started_wall = time.monotonic(), time.time()
     fault.inject(host)
     time.sleep(fault.seconds)
     fault.heal(host)
-    healed = time.monotonic()
+    healed, healed_wall = time.monotonic(), time.time()
     time.sleep(OBSERVE_AFTER)
     answers = traffic.between(started, time.monotonic())
     time.sleep(1.0)  # the access lines of the last answers reach the log
@@ -236,15 +257,19 @@ def run_fault(stack: Stack, traffic: Traffic, database: str, fault: Fault) -> Ro
     for answer in answers:
         if answer.request_id in pids:
             by_worker.setdefault(pids[answer.request_id], []).append(answer)
-    recovery = max(
-        (recovered_at(sorted(worker_answers, key=lambda a: a.started)) - healed for worker_answers in by_worker.values()),
-        default=0.0,
-    )
+    recoveries = {
+        pid: recovered_at(sorted(worker_answers, key=lambda a: a.started)) - healed
+        for pid, worker_answers in by_worker.items()
+    }
+    recovery = max(recoveries.values(), default=0.0)
     row = Row(
         database, fault.name, len(answers), max((a.elapsed for a in answers), default=0.0),
         Counter(a.status for a in answers), max(recovery, 0.0), len(by_worker),
     )
     row.problems = check(row, answers)
+    if row.problems and recoveries:  # what the slowest worker went through, for the failure's message
+        pid = max(recoveries, key=recoveries.get)
+        row.problems.append(f"worker {pid}'s database events:\n{stack.timeline(pid, started_wall, healed_wall)}")
     return row
 
 
