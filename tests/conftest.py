@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import fcntl
 import itertools
 import os
 import signal
@@ -60,6 +61,30 @@ class Server:
     def drop_urls(self, prefix: str) -> None:
         for part in ("user", "catalog", "engagement"):
             self.drop_database(f"{prefix}_{part}")
+
+    def dump_urls(self, urls: DatabaseUrls, directory: Path) -> None:
+        """pg_dump the three databases into `directory` (pgserver's binaries)."""
+        from pgserver._commands import POSTGRES_BIN_PATH
+
+        for part in ("user", "catalog", "engagement"):
+            subprocess.run(
+                [POSTGRES_BIN_PATH / "pg_dump", "--format=custom", "--no-owner", "--no-privileges",
+                 f"--file={directory / part}.dump", f"--dbname={getattr(urls, part)}"],
+                check=True, capture_output=True,
+            )
+
+    def restore_urls(self, prefix: str, directory: Path) -> DatabaseUrls:
+        """Three new databases named prefix_*, restored from the dumps of dump_urls."""
+        from pgserver._commands import POSTGRES_BIN_PATH
+
+        urls = self.create_urls(prefix)
+        for part in ("user", "catalog", "engagement"):
+            subprocess.run(
+                [POSTGRES_BIN_PATH / "pg_restore", "--no-owner", "--no-privileges", "--exit-on-error",
+                 f"--dbname={getattr(urls, part)}", directory / f"{part}.dump"],
+                check=True, capture_output=True,
+            )
+        return urls
 
 
 # Run first: the fault matrix takes about three minutes, mostly waiting out its faults. With
@@ -153,15 +178,37 @@ def settings_for(urls: DatabaseUrls, **overrides) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def movielens_urls(pg_server: Server, schema_template: str) -> DatabaseUrls:
-    """The bundled ml-latest-small imported and refreshed once per run; tests must not write to it."""
+def movielens_urls(pg_server: Server, schema_template: str, tmp_path_factory) -> DatabaseUrls:
+    """The bundled ml-latest-small imported and refreshed once per run; tests must not write to it.
+
+    Under pytest-xdist on the embedded servers (make test), the first worker to need it builds
+    it (a minute: the refresh tunes) and dumps it beside the workers' temporary directories;
+    the other restores that dump in seconds instead of building it again.
+    """
     from ml_service.jobs import run_refresh
     from services.movielens_import import import_movielens
 
     prefix = f"movielens_{os.getpid()}"
-    urls = pg_server.create_urls(prefix, schema_template)
-    import_movielens(MOVIELENS_DIR, urls, progress=False)
-    run_refresh(settings_for(urls), progress=False)
+
+    def build() -> DatabaseUrls:
+        urls = pg_server.create_urls(prefix, schema_template)
+        import_movielens(MOVIELENS_DIR, urls, progress=False)
+        run_refresh(settings_for(urls), progress=False)
+        return urls
+
+    if not os.environ.get("PYTEST_XDIST_WORKER") or os.environ.get("TEST_ADMIN_DB_URL"):
+        urls = build()
+    else:
+        shared = tmp_path_factory.getbasetemp().parent / "movielens-dump"  # this run's, not another's
+        shared.mkdir(exist_ok=True)
+        with open(shared / "lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if (shared / "done").exists():
+                urls = pg_server.restore_urls(prefix, shared)
+            else:
+                urls = build()
+                pg_server.dump_urls(urls, shared)
+                (shared / "done").touch()
     yield urls
     pg_server.drop_urls(prefix)
 

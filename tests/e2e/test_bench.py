@@ -20,7 +20,7 @@ def test_benchmark_runs_every_scenario_beside_a_baseline_revision_and_writes_its
         sys.executable, "-m", "bench.run", "--data", "synthetic", "--users", "200", "--media", "120",
         "--interactions", "6000", "--workers", "2", "--threads", "2", "--connections", "2",
         "--duration", "1", "--rounds", "2", "--warmup", "0.2", "--live-sql-requests", "4", "--profile-requests", "10",
-        "--baseline-ref", "HEAD", "--output", str(output),
+        "--profile-layers", "1", "--baseline-ref", "HEAD", "--output", str(output),
     ]
     env = {**os.environ, **database_env(db_urls), "TMPDIR": str(tmp_path)}  # the worktree goes there
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -50,7 +50,7 @@ def test_benchmark_runs_every_scenario_beside_a_baseline_revision_and_writes_its
     assert re.search(r"200 users, 1[01]\d media, 6,000 interactions", report), report[:600]
     for heading in ("GET /health", "1 random user", "50 random users", "live co-interaction SQL", "one connection",
                     "Little's law", "CPU is the limit", "Worker memory", "a filtered row", "more like this", "x the single-user",
-                    "rank_for_user", "whole request through Flask"):
+                    "rank_for_user", "whole request through Flask", "Where the workers' CPU goes, per layer"):
         assert heading in report
     assert report.count(" MB") >= 2  # one RSS figure per worker
     assert "## This checkout vs the baseline HEAD" in report
