@@ -86,8 +86,11 @@ def register_security(app: Flask, settings: Settings) -> None:
 
     @app.after_request
     def security_headers(response):
+        # Each one the response does not set itself (one pass: setdefault scans every header for each)
+        present = {name.lower() for name, _ in response.headers}
         for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
+            if name.lower() not in present:
+                response.headers.add(name, value)
         return response
 
 
