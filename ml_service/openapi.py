@@ -123,6 +123,7 @@ class ServiceWide(BasePlugin):
             responses = operation.setdefault("responses", {})
             if path.startswith(API_PREFIX):
                 operation["security"] = [{API_KEY: []}]
+                responses.setdefault(400, _error_name(400))  # an unknown query parameter, on every API route
                 responses[401] = _error_name(401)
                 responses[429] = _error_name(429)
             for response in responses.values():

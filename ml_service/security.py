@@ -12,6 +12,7 @@
   X-Request-ID) and read X-Model-Version, X-Request-ID and Retry-After.
 - Every response carries headers that keep browsers from sniffing, framing or caching it.
 - JSON nested deeper than the parser's recursion limit is a 400, like any other invalid JSON.
+- A body over MAX_CONTENT_LENGTH is a 413, sent with Content-Length or streamed (chunked).
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ import hmac
 import math
 import time
 
-from flask import Flask, request
+from flask import Flask, Request, request
 from flask.json.provider import DefaultJSONProvider
 from flask_cors import CORS
 from flask_limiter import Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from ml_service.errors import error_response
 from settings import Settings
@@ -53,8 +55,27 @@ class BoundedJSONProvider(DefaultJSONProvider):
             raise ValueError("JSON nested too deeply") from None
 
 
+class BoundedRequest(Request):
+    """Flask's request, refusing a streamed body over the limit (413) instead of cutting it there.
+
+    Werkzeug stops reading a body without Content-Length (Transfer-Encoding: chunked) at
+    max_content_length and returns what it read, which then fails as invalid JSON (a 400): it
+    cannot tell an over-long body from one of exactly the limit. A body that reaches the limit
+    is one over it when the server's stream still has a byte to give.
+    """
+
+    def get_data(self, *args, **kwargs):
+        data = super().get_data(*args, **kwargs)
+        limit = self.max_content_length
+        if limit is not None and self.content_length is None and isinstance(data, bytes) and len(data) >= limit:
+            if self.environ["wsgi.input"].read(1):
+                raise RequestEntityTooLarge()
+        return data
+
+
 def register_security(app: Flask, settings: Settings) -> None:
     """Install authentication, rate limiting, CORS, security headers and bounded JSON parsing on `app`."""
+    app.request_class = BoundedRequest
     sort_keys = app.json.sort_keys
     app.json = BoundedJSONProvider(app)
     app.json.sort_keys = sort_keys

@@ -146,6 +146,47 @@ def test_bad_batch_bodies_get_clear_errors(client, kwargs, status, code):
     assert error_of(client.post("/api/recommendations/batch", **kwargs), status)["code"] == code
 
 
+@pytest.mark.parametrize(
+    "path, fields",
+    [
+        (f"/api/recommendations/{USER}?limit=2&limit=3", {"limit"}),
+        (f"/api/recommendations/{USER}?offset=1&offset=1&diversity=0.1&diversity=0.2", {"offset", "diversity"}),
+        (f"/api/recommendations/{USER}?because={USER}&because={USER}", {"because"}),
+        (f"/api/media/{USER}/similar?user_id={USER}&user_id={USER}", {"user_id"}),
+    ],
+)
+def test_a_single_valued_parameter_given_twice_is_400(client, path, fields):
+    error = error_of(client.get(path), 400)
+    assert error["code"] == "invalid_request" and set(error["details"]) == fields
+    assert all(messages == ["given more than once: give it once"] for messages in error["details"].values())
+
+
+def test_lists_may_repeat_their_name(client):
+    response = client.get(f"/api/recommendations/{USER}?genres=Comedy&genres=Drama&exclude={USER}&exclude={USER}")
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("POST", "/api/recommendations/batch?limit=3&bogus=1"),
+        ("GET", "/api/model?verbose=1"),
+        ("GET", "/api/experiments?name=x"),
+    ],
+)
+def test_an_api_route_without_query_arguments_refuses_a_query_string(client, method, path):
+    response = client.open(path, method=method, json={"user_ids": [USER]} if method == "POST" else None)
+    error = error_of(response, 400)
+    names = path.split("?")[1].split("&")
+    assert error["code"] == "invalid_request"
+    assert error["details"] == {name.split("=")[0]: ["unknown field"] for name in names}
+
+
+def test_probes_and_the_description_take_a_query_string(client):
+    assert client.get("/health?probe=1").status_code == 200
+    assert client.get("/openapi.json?v=1").status_code == 200
+
+
 def test_unknown_paths_and_methods_are_json(client):
     assert error_of(client.get("/api/nothing"), 404)["code"] == "not_found"
     response = client.delete(f"/api/recommendations/{USER}")

@@ -67,6 +67,26 @@ def test_batch_and_errors_over_http(base_url):
     assert requests.get(f"{base_url}/api/recommendations/xyz", timeout=5).status_code == 400
 
 
+def test_a_streamed_body_over_64_kib_is_413_and_one_of_64_kib_is_read_whole(base_url):
+    """A chunked body (no Content-Length) over the limit is a 413, as one with Content-Length is;
+    werkzeug alone would cut it at the limit and answer 400 invalid JSON."""
+
+    def chunked(body: bytes):
+        yield from (body[i:i + 8192] for i in range(0, len(body), 8192))  # requests sends a generator chunked
+
+    headers = {"Content-Type": "application/json"}
+    url = f"{base_url}/api/recommendations/batch"
+    big = json.dumps({"user_ids": [str(user_uuid(1))] * 2000}).encode()
+    assert len(big) > 64 * 1024
+    response = requests.post(url, data=chunked(big), headers=headers, timeout=10)
+    assert response.status_code == 413 and response.json()["error"]["code"] == "payload_too_large"
+    exact = b'{"user_ids": ["%s"]}' % str(user_uuid(1)).encode()
+    exact = exact[:-1] + b" " * (64 * 1024 - len(exact)) + b"}"  # JSON of exactly 64 KiB
+    response = requests.post(url, data=chunked(exact), headers=headers, timeout=10)
+    assert response.status_code == 200, response.text
+    assert response.json()["total_users"] == 1
+
+
 def test_a_query_string_holds_175_excluded_media(base_url):
     """Gunicorn's request line (limit_request_line 8190) has room for the README's 175 ids."""
     excluded = "&".join(f"exclude={uuid.uuid4()}" for _ in range(175))
