@@ -131,6 +131,9 @@ class Settings:
         missing = [name for name in ("USER_DB_URL", "CATALOG_DB_URL", "ENGAGEMENT_DB_URL") if not env.get(name)]
         if missing:
             raise ConfigError(f"missing required environment variable(s): {', '.join(missing)}")
+        for name in ("USER_DB_URL", "CATALOG_DB_URL", "ENGAGEMENT_DB_URL", "MODEL_DB_URL"):
+            if env.get(name):
+                _check_url(name, env[name])
         databases = DatabaseUrls(
             user=env["USER_DB_URL"],
             catalog=env["CATALOG_DB_URL"],
@@ -216,6 +219,25 @@ def logging_options(env: Mapping[str, str]) -> tuple[str, str]:
 
 def _split(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _check_url(name: str, url: str) -> None:
+    """ConfigError naming `name` unless `url` is a libpq connection string (URI or key=value).
+    The message never repeats the value: it may hold a password."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    scheme = url.split("://", 1)[0] if "://" in url else None
+    if scheme is not None and scheme not in ("postgresql", "postgres"):
+        raise ConfigError(f"{name} is not a PostgreSQL URL: its scheme is {scheme}://, not postgresql://")
+    try:
+        port = conninfo_to_dict(url).get("port")
+    except Exception:  # psycopg.ProgrammingError: libpq could not parse it
+        raise ConfigError(
+            f"{name} is not a PostgreSQL connection string: give postgresql://USER:PASSWORD@HOST:PORT/DATABASE "
+            "or libpq's key=value pairs (host=... dbname=...)"
+        ) from None
+    if port is not None and not all(part.isdigit() for part in str(port).split(",")):
+        raise ConfigError(f"{name} has a port that is not a number")
 
 
 def _parse(name: str, raw: str, kind: type) -> object:

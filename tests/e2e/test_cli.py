@@ -75,12 +75,23 @@ def test_every_command_has_help_and_the_group_a_version():
         ),
         (["init-db"], {"USER_DB_URL": CLOSED, "CATALOG_DB_URL": CLOSED, "ENGAGEMENT_DB_URL": CLOSED}, 1, ["model.sql"]),
         (["models"], {"USER_DB_URL": CLOSED, "CATALOG_DB_URL": CLOSED, "ENGAGEMENT_DB_URL": CLOSED}, 1, ["cannot connect"]),
+        (["models"], {"USER_DB_URL": CLOSED, "CATALOG_DB_URL": CLOSED, "ENGAGEMENT_DB_URL": "not a url"}, 2,
+         ["configuration error: ENGAGEMENT_DB_URL is not a PostgreSQL connection string"]),
+        (["models"], {"USER_DB_URL": CLOSED, "CATALOG_DB_URL": "mysql://me:secret@db/catalog", "ENGAGEMENT_DB_URL": CLOSED},
+         2, ["configuration error: CATALOG_DB_URL is not a PostgreSQL URL: its scheme is mysql://"]),
+        # refresh reads no user_db, and still refuses a malformed one (it exited 0)
+        (["refresh"], {"USER_DB_URL": "garbage", "CATALOG_DB_URL": CLOSED, "ENGAGEMENT_DB_URL": CLOSED}, 2,
+         ["USER_DB_URL is not a PostgreSQL connection string"]),
+        (["refresh"], {"USER_DB_URL": CLOSED, "CATALOG_DB_URL": CLOSED, "ENGAGEMENT_DB_URL": CLOSED,
+                       "MODEL_DB_URL": "postgresql://me@db:five/x"}, 2, ["MODEL_DB_URL has a port that is not a number"]),
     ],
     ids=["missing-directory", "unknown-command", "unknown-option", "no-configuration", "demo-one-url", "log-format",
-         "bad-version", "refused-database", "init-db-refused", "models-refused"],
+         "bad-version", "refused-database", "init-db-refused", "models-refused", "url-not-a-url", "url-mysql",
+         "url-garbage-refresh", "url-bad-port"],
 )
 def test_a_failure_is_one_line_with_its_exit_code(args, env, code, fragments):
-    one_line_failure(run_cli(*args, **env), code, *fragments)
+    line = one_line_failure(run_cli(*args, **env), code, *fragments)
+    assert "secret" not in line  # a URL's password is never repeated
 
 
 # refresh, models and rollback share the offline pools (ml_service/jobs.py); init-db connects alone.
@@ -115,6 +126,7 @@ def test_refresh_models_and_rollback_from_the_command_line(db_urls):
     one_line_failure(run_cli("rollback", **env), 1, "no model older than the serving version 1 is kept")
     one_line_failure(run_cli("rollback", "5", **env), 1, "version 5 is not kept (kept: 2, 1)")
     assert run_cli("rollback", "2", **env).returncode == 0
+    one_line_failure(run_cli("rollback", "2", **env), 1, "model version 2 is already serving")
     assert run_cli("models", **env).stdout.splitlines()[1].split()[:2] == ["*", "2"]
 
 
