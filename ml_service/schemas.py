@@ -60,12 +60,12 @@ class RowSchema(Schema):
     media_type = fields.List(
         fields.String(validate=validate.Length(1, 50)),
         validate=validate.Length(1, 10),
-        metadata={"description": "Only media of these types (e.g. movie, series): any of them."},
+        metadata={"description": "Only media of these types (e.g. movie, series): any of them, whatever the case."},
     )
     genres = fields.List(
         fields.String(validate=validate.Length(1, 50)),
         validate=validate.Length(1, 20),
-        metadata={"description": "Only media with at least one of these genres (exact names)."},
+        metadata={"description": "Only media with at least one of these genres, whatever the case (GET /api/genres lists them)."},
     )
     release_year_min = fields.Integer(**_year_min)
     release_year_max = fields.Integer(**_year_max)
@@ -395,6 +395,20 @@ class ExperimentsSchema(ResponseSchema):
     """The running experiments (at most one)."""
 
     experiments = fields.List(fields.Nested(ExperimentSchema))
+
+
+class GenreSchema(ResponseSchema):
+    """One genre of the catalog."""
+
+    name = fields.String(metadata={"description": "As the catalog spells it (filters match it whatever the case)."})
+    media = fields.Integer(metadata={"description": "Media of the serving model with this genre."})
+
+
+class GenresSchema(ResponseSchema):
+    """The genres the `genres` filter can name."""
+
+    genres = fields.List(fields.Nested(GenreSchema), metadata={"description": "By name."})
+    model_version = fields.Integer(metadata={"description": "The model they were counted in."})
 
 
 class HealthSchema(ResponseSchema):

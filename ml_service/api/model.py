@@ -1,4 +1,4 @@
-"""The model this worker serves: GET /api/model."""
+"""The model this worker serves: GET /api/model, and the genres it knows: GET /api/genres."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from flask import current_app
 
 from ml_service.api.blueprint import Blueprint
-from ml_service.schemas import ModelSchema
+from ml_service.schemas import GenresSchema, ModelSchema
 
 blp = Blueprint("model", __name__, url_prefix="/api", description="The model this worker serves.")
 MODEL_VERSION_HEADER = "X-Model-Version"
@@ -42,3 +42,18 @@ def serving_model():
         "validation": info.validation,
     }
     return body, {MODEL_VERSION_HEADER: str(info.version)}
+
+
+@blp.route("/genres")
+@blp.response(200, GenresSchema, description="The genres, by name.", headers={MODEL_VERSION_HEADER: MODEL_VERSION_HEADER})
+@blp.alt_response(503, response="SERVICE_UNAVAILABLE")
+def genres():
+    """The genres of the serving model's media, with how many media have each: the names the
+    `genres` filter takes (in any case). No database is read.
+
+    503 `model_unavailable` until the worker has loaded a model.
+    """
+    model = current_app.extensions["ml_service"].models.current()  # ModelUnavailable: 503 model_unavailable
+    listed = sorted(zip(model.genre_names, (len(members) for members in model.media_genres)))
+    body = {"genres": [{"name": name, "media": media} for name, media in listed], "model_version": model.info.version}
+    return body, {MODEL_VERSION_HEADER: str(model.info.version)}

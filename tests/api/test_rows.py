@@ -26,6 +26,31 @@ def test_a_filtered_row_is_full_and_every_item_passes(client):
     assert ids(body)[: len(passing)] == passing[:20]  # the same order as the full row, restricted
 
 
+def test_genres_and_types_match_whatever_their_case(client):
+    exact = client.get(f"/api/recommendations/{USER}?genres=Comedy&media_type=movie&limit=20").get_json()
+    assert exact["count"] == 20
+    for query in ("genres=comedy&media_type=MOVIE", "genres=COMEDY&media_type=Movie"):
+        assert client.get(f"/api/recommendations/{USER}?{query}&limit=20").get_json() == exact
+    batch = client.post("/api/recommendations/batch", json={"user_ids": [str(USER)], "limit": 20, "genres": ["cOmEdY"]})
+    assert ids(batch.get_json()["results"][str(USER)]) == ids(exact)
+
+
+def test_the_genres_the_filter_takes_are_listed_with_their_media(client, spec):
+    from tests.api.conftest import check_documented
+
+    response = client.get("/api/genres")
+    assert response.status_code == 200
+    check_documented(spec, "get", "/api/genres", response)
+    body = response.get_json()
+    names = [genre["name"] for genre in body["genres"]]
+    assert names == sorted(names) and {"Comedy", "Drama", "Film-Noir"} <= set(names)
+    assert response.headers["X-Model-Version"] == str(body["model_version"])
+    counts = {genre["name"]: genre["media"] for genre in body["genres"]}
+    assert counts["Drama"] > counts["Film-Noir"] > 0  # ml-latest-small: 4,361 dramas, 87 films noirs
+    row = client.get(f"/api/recommendations/{USER}?genres=film-noir&limit=100").get_json()
+    assert 0 < row["count"] <= counts["Film-Noir"] and all("Film-Noir" in i["genres"] for i in row["recommendations"])
+
+
 def test_a_filter_nothing_passes_gives_an_empty_row(client):
     body = client.get(f"/api/recommendations/{USER}?media_type=series").get_json()
     assert body["count"] == 0 and body["recommendations"] == []
