@@ -32,7 +32,7 @@ def neighbour_settings(**changes):
     return dataclasses.replace(jobs.neighbour_settings(Settings.from_env(URLS)), **changes)
 
 
-URLS = {"USER_DB_URL": "x", "CATALOG_DB_URL": "x", "ENGAGEMENT_DB_URL": "x"}
+URLS = {"USER_DB_URL": "postgresql:///x", "CATALOG_DB_URL": "postgresql:///x", "ENGAGEMENT_DB_URL": "postgresql:///x"}
 
 
 def run_refresh(databases, half_life_days=365.0, guard=Guard(), keep=3, **neighbours):

@@ -151,7 +151,7 @@ def test_a_malformed_rate_limit_fails_at_start_up():
     from settings import ConfigError, Settings
 
     with pytest.raises(ConfigError, match="RATE_LIMIT"):
-        Settings.from_env({"USER_DB_URL": "u", "CATALOG_DB_URL": "c", "ENGAGEMENT_DB_URL": "e", "RATE_LIMIT": "lots"})
+        Settings.from_env({"USER_DB_URL": "postgresql:///u", "CATALOG_DB_URL": "postgresql:///c", "ENGAGEMENT_DB_URL": "postgresql:///e", "RATE_LIMIT": "lots"})
 
 
 def test_access_settings_are_read_from_the_environment():
@@ -159,7 +159,7 @@ def test_access_settings_are_read_from_the_environment():
 
     settings = Settings.from_env(
         {
-            "USER_DB_URL": "u", "CATALOG_DB_URL": "c", "ENGAGEMENT_DB_URL": "e",
+            "USER_DB_URL": "postgresql:///u", "CATALOG_DB_URL": "postgresql:///c", "ENGAGEMENT_DB_URL": "postgresql:///e",
             "API_KEYS": " one, two ,,", "CORS_ORIGINS": "https://a.example,https://b.example",
             "RATE_LIMIT": "100/second;2000/minute", "DB_PROBE_INTERVAL": "0.25",
         }
