@@ -36,8 +36,9 @@ OPTIONAL_SHARE = 0.3
 # media: the same media for every page within the first DIVERSITY_POOL / 3 items, so those
 # pages continue one another.
 DIVERSITY_POOL = 60
-# "More like this" for a user: the most similar media the user has not seen, then ordered by
-# the user's hybrid score; at least this many, so that the order does not depend on the page.
+# "More like this" and "because you watched": the most similar media (for a user: that they
+# have not seen), then ordered by score; at least this many, so that the order does not depend
+# on the page.
 SIMILAR_CANDIDATES = 100
 # An item's `because` names at most this many of the user's media.
 BECAUSE_MEDIA = 2
@@ -262,16 +263,17 @@ class RecommendationService:
         user_id: UUID | None = None,
         arrived_at: float | None = None,
     ) -> SimilarMedia:
-        """A page of the media most like `media_id` ("more like this").
+        """A page of the media most like `media_id` ("more like this"), ordered by score.
 
-        Its neighbours in the model, most similar first (media deleted since the refresh
-        skipped), then the most popular media sharing most of its genres; for a media the
-        model does not know (newer than the model and the last catalog sync), the genre part
-        alone. With `user_id`, the SIMILAR_CANDIDATES (or offset + limit) most similar media
-        the user has not interacted with, ordered by the user's hybrid score. MediaNotFound
-        when the catalog has no live media `media_id`. Costs one catalog query (two for a
-        media the model does not know); with `user_id`, one query more each to user_db and
-        engagement_db.
+        The SIMILAR_CANDIDATES (or offset + limit) media most like it: its neighbours in the
+        model, most similar first (media deleted since the refresh skipped), then the most
+        popular media sharing most of its genres; for a media the model does not know (newer
+        than the model and the last catalog sync), the genre part alone. They are ordered by
+        the seed's score (`_seed_items`); with `user_id`, those the user has not interacted
+        with, by the user's hybrid score (by the seed's for a user with no history and no
+        genres). MediaNotFound when the catalog has no live media `media_id`. Costs one catalog
+        query (two for a media the model does not know); with `user_id`, one query more each to
+        user_db and engagement_db.
         """
         deadline = self._deadline(arrived_at)
         lacking: set[str] = set()
@@ -293,7 +295,9 @@ class RecommendationService:
                 raise MediaNotFound(f"no media {media_id} in the catalog")
         seed_genres = scoring.seed_genres(model, seed_idx, seed_media)
         excluded = user.excluded_idx if user is not None else np.zeros(0, dtype=np.int64)
-        count = max(wanted, SIMILAR_CANDIDATES) if user is not None else wanted
+        if user is not None and not (len(user.positive_idx) or user.genre_count):
+            user = None  # nothing to order by: the seed's score (an unknown user's were all 0)
+        count = max(wanted, SIMILAR_CANDIDATES)
         idx, neighbour, explained, described = self._similar_live(
             model, seed_idx, seed_genres, count, excluded, deadline, user
         )
@@ -323,9 +327,10 @@ class RecommendationService:
         exclude: Sequence[UUID],
         diversity: float | None,
     ) -> Recommendations:
-        """The row "because you watched <seed_id>": the media most like it (scoring.similar_media)
-        that pass `filters` and the user has not interacted with. NotInHistory when the user's
-        history (if engagement_db answers) has no positive interaction with it."""
+        """The row "because you watched <seed_id>": the SIMILAR_CANDIDATES (or more) media most like
+        it (scoring.similar_media) that pass `filters` and the user has not interacted with,
+        ordered by the seed's score (`_seed_items`). NotInHistory when the user's history (if
+        engagement_db answers) has no positive interaction with it."""
         deadline = self._deadline(arrived_at)
         lacking: set[str] = set()
         treatment, model = self._serve(user_id, self._model(lacking, deadline), lacking)
@@ -349,7 +354,7 @@ class RecommendationService:
         wanted = offset + limit
         if not known[0]:  # engagement_db is down and the model does not know the media: nothing is like it
             return Recommendations(user_id, [], limit, offset, *self._provenance(model, lacking), experiment=tag)
-        ranked = max(DIVERSITY_POOL, 3 * wanted) if diversity > 0 else wanted
+        ranked = max(SIMILAR_CANDIDATES, DIVERSITY_POOL, 3 * wanted) if diversity > 0 else max(SIMILAR_CANDIDATES, wanted)
         seed_idx = int(seed[0])
         seed_genres = scoring.seed_genres(model, seed_idx)
         idx, neighbour, _, described = self._similar_live(
@@ -357,7 +362,7 @@ class RecommendationService:
         )
         items = self._seed_items(model, seed_idx, seed_genres, idx, neighbour, described, weights)
         if diversity > 0:
-            order = scoring.diversify(model, idx, wanted, diversity)
+            order = scoring.diversify(model, np.array([i for i, _ in items], dtype=np.int64), wanted, diversity)
             items = [items[i] for i in order.tolist()]
         page = [item for _, item in items[offset:wanted]]
         seed = described.media.get(seed_idx)
@@ -406,8 +411,8 @@ class RecommendationService:
         weights: scoring.Weights,
     ) -> list[tuple[int, Recommendation]]:
         """Items of a "more like this" row, scored as if the seed were a user's only liked media
-        and its genres their preferences; neighbours are "hybrid" (because of the seed), the
-        genre fill "popular"."""
+        and its genres their preferences, best score first (equal scores: the more similar
+        first); neighbours are "hybrid" (because of the seed), the genre fill "popular"."""
         seeds = np.array([] if seed_idx is None else [seed_idx], dtype=np.int64)
         as_seed = scoring.UserSignals(
             positive_idx=seeds,
@@ -418,7 +423,7 @@ class RecommendationService:
         )
         score, content, collaborative = scoring.hybrid_scores(model, as_seed, weights, idx)
         seed = described.media.get(seed_idx) if seed_idx is not None else None
-        return [
+        items = [
             (i, Recommendation(
                 described.live(i), s, c, co, "hybrid" if n else "popular", (seed,) if n and seed is not None else ()
             ))
@@ -430,6 +435,8 @@ class RecommendationService:
                 neighbour.tolist(),
             )
         ]
+        items.sort(key=lambda item: -item[1].score)  # stable: ties keep the similarity order
+        return items
 
     def _items(
         self, ranking: scoring.Ranking, explained: list[list[int]], described: _Described

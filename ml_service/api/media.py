@@ -22,10 +22,11 @@ blp = Blueprint("media", __name__, url_prefix="/api/media", description="Media l
 @blp.alt_response(404, response="NOT_FOUND")
 @blp.alt_response(503, response="SERVICE_UNAVAILABLE")
 def similar_media(args: dict, media_id: UUID):
-    """More like this: the media's neighbours, then popular media sharing its genres.
+    """More like this: the 100 media most like it (its neighbours, then popular media sharing its
+    genres), by `score`: its own score for them, as if it were a user's only liked media.
 
-    With `user_id`, what that user has not seen, in the order of their hybrid score. 404
-    `not_found` for a media the catalog does not have.
+    With `user_id`, what that user has not seen, by their hybrid score. 404 `not_found` for a
+    media the catalog does not have.
     """
     page = current_app.extensions["ml_service"].recommender.similar(media_id, **args, arrived_at=arrived_at())
     return tagged(versioned(jsonify(similar_json(page)), page.model_version), page.experiment)  # built directly

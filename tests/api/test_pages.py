@@ -1,5 +1,10 @@
 """More like this, because you watched and diversity over HTTP (Flask client) on MovieLens."""
 
+from uuid import UUID
+
+import numpy as np
+
+from services import scoring
 from services.movielens_import import media_uuid, user_uuid
 from tests.api.conftest import check_documented
 
@@ -22,11 +27,30 @@ def test_more_like_this_answers_with_the_media_and_its_neighbours(client, spec):
     assert page_two["similar"] == body["similar"][6:12]
 
 
+def most_similar(client, media_id, count: int) -> set[str]:
+    """The `count` media most like `media_id` in the serving model (scoring.similar_media)."""
+    model = client.application.extensions["ml_service"].models.current()
+    seed, _ = scoring.media_indices(model, np.frombuffer(media_id.bytes, dtype="V16"))
+    idx, _ = scoring.similar_media(model, int(seed[0]), scoring.seed_genres(model, int(seed[0])), count, np.zeros(0))
+    return {str(UUID(bytes=raw)) for raw in model.media_ids[idx].tolist()}
+
+
+def test_more_like_this_is_ordered_by_score_from_the_100_most_similar(client):
+    body = client.get(f"/api/media/{TOY_STORY}/similar?limit=100").get_json()
+    scores = [i["score"] for i in body["similar"]]
+    assert scores == sorted(scores, reverse=True) and len(set(scores)) > 50
+    assert {i["media_id"] for i in body["similar"]} == most_similar(client, TOY_STORY, 100)
+    pages = [client.get(f"/api/media/{TOY_STORY}/similar?limit=10&offset={o}").get_json()["similar"] for o in (0, 10)]
+    assert pages[0] + pages[1] == body["similar"][:20]  # pages continue one another
+    # A user with no history and no genres (unknown to the service) gets the same order, not scores of 0.
+    unknown = client.get(f"/api/media/{TOY_STORY}/similar?limit=100&user_id={user_uuid(10**6)}").get_json()
+    assert unknown["similar"] == body["similar"] and unknown["user_id"] == str(user_uuid(10**6))
+
+
 def test_more_like_this_for_a_user_leaves_out_what_they_saw(client, spec):
     # The user's candidates are the most similar media they have not interacted with: within the
     # first 200 similar media (the user's history is far shorter than 100 of them).
-    similar = {i["media_id"] for offset in (0, 100)
-               for i in client.get(f"/api/media/{TOY_STORY}/similar?limit=100&offset={offset}").get_json()["similar"]}
+    similar = most_similar(client, TOY_STORY, 200)
     response = client.get(f"/api/media/{TOY_STORY}/similar?limit=10&user_id={USER}")
     assert response.status_code == 200
     check_documented(spec, "get", SIMILAR, response)
@@ -61,7 +85,10 @@ def test_items_say_because_of_which_of_the_users_media_and_a_because_row_follows
     assert response.status_code == 200
     check_documented(spec, "get", "/api/recommendations/{user_id}", response)
     row = response.get_json()
-    assert row["count"] == 10 and row["recommendations"][0]["because"] == [seed] and row["because"] == seed
+    assert row["count"] == 10 and row["because"] == seed
+    assert all(i["because"] == [seed] for i in row["recommendations"] if i["source"] == "hybrid")
+    scores = [i["score"] for i in row["recommendations"]]
+    assert scores == sorted(scores, reverse=True)
     refused = client.get(f"/api/recommendations/{USER}?because={media_uuid(10**7)}")
     assert refused.status_code == 404 and refused.get_json()["error"]["code"] == "not_found"
     assert refused.get_json()["error"]["details"] == {"because": ["not a media this user liked or watched"]}
