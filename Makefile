@@ -4,6 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 
 .PHONY: setup test-tools demo test container-tools test-container bench bench-25m bench-refresh clean
 
@@ -11,10 +12,18 @@ STAMP := $(VENV)/.installed
 # 10 minutes); --native-tls trusts the system's certificates, as pip does.
 UV_VERSION := 0.13.9
 
-$(STAMP): requirements.txt requirements-dev.txt requirements-eval.txt requirements-bench.txt requirements-spark.txt
+$(BIN)/uv:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# The demo installs what serving needs and the embedded PostgreSQL (requirements-demo.txt);
+# the tests, benchmarks, evaluation and Spark the rest (requirements-dev.txt), into the same venv.
+$(DEMO_STAMP): requirements.txt requirements-demo.txt | $(BIN)/uv
+	$(BIN)/uv pip install --quiet --native-tls --python $(BIN)/python -r requirements-demo.txt
+	touch $@
+
+$(STAMP): requirements.txt requirements-demo.txt requirements-dev.txt requirements-eval.txt requirements-bench.txt requirements-spark.txt | $(BIN)/uv
 	$(BIN)/uv pip install --quiet --native-tls --python $(BIN)/python -r requirements-dev.txt
 	touch $@
 
@@ -27,7 +36,7 @@ test-tools:
 
 # make demo PORT=5050 serves on another port; DEMO_ARGS passes more options (python -m ml_service demo --help).
 PORT ?= 5000
-demo: setup
+demo: $(DEMO_STAMP)
 	$(BIN)/python -m ml_service demo --port $(PORT) $(DEMO_ARGS)
 
 # Two pytest-xdist workers (the 2-core machine), a test file at a time each, in the order

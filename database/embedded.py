@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -21,8 +22,10 @@ def start_embedded(data_dir: Path, cleanup_mode: str | None = "stop"):
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     ensure_runtime_dir(data_dir.parent)
-    import pgserver  # only the demo and the tests need it (requirements-dev.txt)
+    import pgserver  # only the demo and the tests need it (requirements-demo.txt)
 
+    # pgserver logs every command it runs with its whole output (initdb's alone is 40 lines) at INFO.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
     return pgserver.get_server(data_dir, cleanup_mode=cleanup_mode)
 
 

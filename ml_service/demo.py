@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 
 from database.schema import apply_schema
-from services.movielens_import import import_movielens, user_uuid
+from services.movielens_import import import_movielens, media_uuid, user_uuid
 
 GUNICORN_CONFIG = Path(__file__).parent / "gunicorn.conf.py"
 URL_VARIABLES = ("USER_DB_URL", "CATALOG_DB_URL", "ENGAGEMENT_DB_URL", "MODEL_DB_URL")
@@ -80,7 +80,7 @@ def run_demo(data_dir: Path, pgdata: Path, host: str, port: int, yes: bool = Fal
     # Told --yes, the databases may hold a larger model than MovieLens: publish anyway.
     version = run_refresh(Settings.from_env(), progress=sys.stderr.isatty(), force=yes)
     print(f"published model version {version}")
-    _print_examples(bind)
+    _print_examples(bind, None if server is None else urls)
     gunicorn = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONFIG)], env=env)
 
     def stop(signum, frame):
@@ -125,20 +125,43 @@ def redact(url: str) -> str:
     return re.sub(r"(password=)[^\s&]*", r"\1***", url)
 
 
-def _print_examples(bind: str) -> None:
+def _print_examples(bind: str, embedded) -> None:
+    """What to try: requests, and (on the embedded server) the command line and psql on its databases."""
     base = f"http://{bind}"
-    known = user_uuid(1)
+    user = f"{base}/api/recommendations/{user_uuid(1)}"
     print(
         f"""
 ml-service is starting on {base} (Ctrl-C stops it). Try:
 
-  curl -s {base}/health
+  {base}/docs                                   # every route, with "Try it out"
   curl -s {base}/health/ready
-  curl -s '{base}/api/recommendations/{known}?limit=10'          # MovieLens user 1
+  curl -s '{user}?limit=10'                     # MovieLens user 1
+  curl -s '{user}?genres=comedy&release_year_min=1990&limit=5'   # a row: comedies since 1990
+  curl -s '{user}?because={media_uuid(1)}&limit=5'   # because user 1 watched Toy Story
+  curl -s '{base}/api/media/{media_uuid(1527)}/similar?limit=5'  # more like The Fifth Element
   curl -s '{base}/api/recommendations/{uuid.UUID(int=0)}'        # unknown user: popular media
+  curl -s {base}/api/genres                     # what the genres filter takes
   curl -s -X POST {base}/api/recommendations/batch \\
        -H 'Content-Type: application/json' \\
-       -d '{{"user_ids": ["{known}", "{user_uuid(2)}"], "limit": 5}}'
+       -d '{{"user_ids": ["{user_uuid(1)}", "{user_uuid(2)}"], "limit": 5}}'
+""",
+        flush=True,
+    )
+    if embedded is None:
+        print("The command line reads the same *_DB_URL: python -m ml_service models (refresh, rollback ...)\n", flush=True)
+        return
+    from pgserver._commands import POSTGRES_BIN_PATH
+
+    python = Path(sys.executable)
+    python = python.relative_to(Path.cwd()) if python.is_relative_to(Path.cwd()) else python
+    print(
+        f"""The command line and psql on the demo's databases (another shell, while it runs):
+
+  export USER_DB_URL='{embedded.user}'
+  export CATALOG_DB_URL='{embedded.catalog}'
+  export ENGAGEMENT_DB_URL='{embedded.engagement}'
+  {python} -m ml_service models        # then refresh, rollback, experiments ...
+  {POSTGRES_BIN_PATH / "psql"} "$CATALOG_DB_URL"
 """,
         flush=True,
     )

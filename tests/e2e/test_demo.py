@@ -37,12 +37,38 @@ def test_demo_serves_ten_recommendations_for_a_movielens_user(tmp_path):
         # The databases it writes to, named before anything is written.
         for name in ("user_db", "catalog_db", "engagement_db"):
             assert re.search(rf"^  {name} +postgresql://\S+/{name}\?host=", printed, re.MULTILINE), printed
+        assert "initdb" not in printed and "pgserver:" not in printed  # no embedded server's chatter
+        try_what_it_prints(printed, port)
     finally:
         demo.send_signal(signal.SIGINT)
         code = demo.wait(60)
     assert code == 0, log.read_text()
     # Ctrl-C stops Gunicorn and the embedded PostgreSQL with it.
     assert not (tmp_path / "pg" / "postmaster.pid").exists()
+
+
+def try_what_it_prints(printed: str, port: int) -> None:
+    """Every request the demo suggests answers 200, and its command line and psql lines work."""
+    base = f"http://127.0.0.1:{port}"
+    assert re.search(rf"^  {base}/docs ", printed, re.MULTILINE)
+    assert requests.get(f"{base}/docs", timeout=10).status_code == 200
+    urls = re.findall(r"^  curl -s '?(http://\S+?)'?(?:\s|$)", printed, re.MULTILINE)
+    assert len(urls) == 7, printed  # readiness, user 1, a row, because, similar, an unknown user, genres
+    for url in urls:
+        response = requests.get(url, timeout=10)
+        assert response.status_code == 200 and response.json(), (url, response.text)
+    assert {"recommendations", "similar", "genres"} <= {key for url in urls for key in requests.get(url, timeout=10).json()}
+    exports = dict(re.findall(r"^  export (\w+_DB_URL)='(\S+)'$", printed, re.MULTILINE))
+    assert set(exports) == {"USER_DB_URL", "CATALOG_DB_URL", "ENGAGEMENT_DB_URL"}
+    env = {**{k: v for k, v in os.environ.items() if not k.endswith("_DB_URL")}, **exports}
+    [python] = re.findall(r"^  (\S+) -m ml_service models ", printed, re.MULTILINE)
+    models = subprocess.run([python, "-m", "ml_service", "models"], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert models.returncode == 0 and models.stdout.splitlines()[1].split()[:2] == ["*", "1"], models.stderr
+    [psql] = re.findall(r'^  (\S+/psql) "\$CATALOG_DB_URL"$', printed, re.MULTILINE)
+    count = subprocess.run([psql, exports["CATALOG_DB_URL"], "-Atc", "SELECT count(*) FROM medias"],
+                           capture_output=True, text=True, timeout=30)
+    assert count.stdout.strip() == "9742", count.stderr
 
 
 def run_demo(*args, env):

@@ -7,7 +7,7 @@ from tests.conftest import ROOT
 
 def dry_run(*args: str) -> str:
     """The commands `make` would run (-n: none is run), with the setup stamp taken as done."""
-    done = subprocess.run(["make", "-n", "-o", ".venv/.installed", *args], cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(["make", "-n", "-o", ".venv/.installed", "-o", ".venv/.installed-demo", *args], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
