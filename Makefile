@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: setup test-tools demo test container-tools test-container bench bench-25m bench-refresh clean
+.PHONY: setup test-tools demo docs test container-tools test-container bench bench-25m bench-refresh clean
 
 # uv installs the pinned requirements in seconds where pip takes minutes (make test's budget is
 # 10 minutes); --native-tls trusts the system's certificates, as pip does.
@@ -38,6 +38,10 @@ test-tools:
 PORT ?= 5000
 demo: $(DEMO_STAMP)
 	$(BIN)/python -m ml_service demo --port $(PORT) $(DEMO_ARGS)
+
+# The documentation site (docs/) on http://127.0.0.1:8000, rebuilt as its pages change.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 # Two pytest-xdist workers (the 2-core machine), a test file at a time each, in the order
 # collected (tests/conftest.py puts the fault matrix first: one worker stages its faults, about
@@ -81,4 +85,4 @@ bench-refresh: setup
 	$(BIN)/python -m bench.refresh_engines --spark-conf spark.driver.memory=12g $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .demo .bench .pytest_cache .container-tools
+	rm -rf $(VENV) .demo .bench .pytest_cache .container-tools .site

@@ -45,7 +45,7 @@ class Settings:
     # Seconds between reconnection probes of a database found unavailable; requests skip it
     # (degraded answers) until a probe succeeds.
     db_probe_interval: float = 0.5
-    # The hybrid blend (chosen on a validation split: see README, "Offline evaluation").
+    # The hybrid blend (chosen on a validation split: see docs/evaluation.md).
     content_weight: float = 0.1
     collaborative_weight: float = 0.9
     # Neighbours kept per media by the refresh job.

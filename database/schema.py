@@ -2,7 +2,7 @@
 
 By default only the service's own tables (model.sql: schema `ml`, in MODEL_DB_URL's database):
 the source tables belong to the services that own user_db, catalog_db and engagement_db, and
-the service only reads them (README, "Source database contract"). `sources=True` creates the
+the service only reads them (docs/source-databases.md). `sources=True` creates the
 source tables too, for development, tests, the demo and the importers; it needs the right to
 create tables in those databases' schema `public`, which a least-privilege role does not have.
 """

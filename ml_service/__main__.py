@@ -55,7 +55,7 @@ def show_progress() -> bool:
 def cli() -> None:
     """ml-service: hybrid media recommendations. The commands read the database URLs
     (USER_DB_URL, CATALOG_DB_URL, ENGAGEMENT_DB_URL, MODEL_DB_URL) and settings from the
-    environment; see README "Configuration"."""
+    environment; see docs/configuration.md."""
 
 
 @cli.command("init-db")
@@ -66,7 +66,7 @@ def cli() -> None:
     "for development and demos; production source databases belong to their own services.",
 )
 def init_db(sources: bool) -> None:
-    """Create the model schema `ml` (idempotent); needs only the rights of README "Source database contract"."""
+    """Create the model schema `ml` (idempotent); needs only the rights of docs/source-databases.md."""
     from database.schema import SchemaError
     from ml_service.jobs import init_db as run_init
 
@@ -257,7 +257,7 @@ def experiment_errors():
 def experiments() -> None:
     """A/B experiments: users split into variants by a hash of their id, each variant served with
     its own settings; what was shown is recorded, and `report` attributes what users did after.
-    See README "Experiments"."""
+    See docs/experiments.md."""
 
 
 def _split(ctx, param, value: str | None) -> list[float] | None:

@@ -1,6 +1,6 @@
 """Import a MovieLens directory (ratings.csv + movies.csv) into the three databases.
 
-Mapping (documented in the README):
+Mapping (documented in docs/operations.md, MovieLens mapping):
 - every movie becomes a media (media_type "movie"); "Title (1995)" gives title and release year;
   its `|`-separated genres go to tb_media_genre ("(no genres listed)" is dropped);
 - every rating becomes a WATCH interaction whose value is the rating (0.5 to 5); a rating of 4

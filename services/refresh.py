@@ -279,7 +279,7 @@ def _tune(read: Read, live, media_ids: np.ndarray, serving: ModelInfo | None, tu
             # The refresh did without user_db before it measured: it still does, measuring less.
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             log.warning("cannot read the validation users' preferred genres from user_db (%s): measuring without "
-                        "them, the blend is not tuned (see the README's privileges: ml_refresh reads user_db)", reason)
+                        "them, the blend is not tuned (see docs/source-databases.md: ml_refresh reads user_db)", reason)
             profiles, tunable = {}, tunable - {"blend"}
         slice_ = slice_.with_genres({u: profiles[uid].genres for u, uid in zip(slice_.users.tolist(), ids)
                                      if uid in profiles})

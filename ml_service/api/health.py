@@ -46,7 +46,7 @@ def ready():
     share of the request deadline. `model` is this worker's model, the one its answers carry
     in X-Model-Version.
     ---
-    README: Operations, Readiness.
+    docs/operations.md: Readiness.
     """
     runtime = current_app.extensions["ml_service"]
     deadline = Deadline(arrived_at() + runtime.settings.request_deadline_ms / 1000)

@@ -1,4 +1,4 @@
-"""The container deployment for real: the README's compose steps on a private Docker engine.
+"""The container deployment for real: docs/deploy.md's compose steps on a private Docker engine.
 
 The project's Dockerfile and docker-compose.yml are used as they are; only the two base images are
 stand-ins (standins.py), under their real names. The tests run in file order, as an adopter
@@ -27,9 +27,9 @@ ANSWER_TIMEOUT = 120  # seconds for the workers to load the published model (MOD
 IMAGE_USER = "10001:10001"  # the Dockerfile's USER
 
 
-# The README's first step is `cp .env.example .env`, then change POSTGRES_PASSWORD. This one has
+# The first step (docs/deploy.md) is `cp .env.example .env`, then change POSTGRES_PASSWORD. This one has
 # every character that means something in a URL, and " #" and "$", which .env takes literally
-# only in single quotes (README): the credentials must reach PostgreSQL and libpq intact.
+# only in single quotes (docs/deploy.md): the credentials must reach PostgreSQL and libpq intact.
 PASSWORD = "p@ss:w/rd #1%2F?x=$y"
 
 
@@ -167,7 +167,7 @@ def test_the_refresh_scheduler_publishes_and_stops_when_asked(docker, compose):
 
 def test_down_removes_the_stack(docker, compose):
     with phase("docker compose down --volumes"):
-        compose.down()  # with --profile scheduler, as the README says: down leaves it behind otherwise
+        compose.down()  # with --profile scheduler, as docs/deploy.md says: down leaves it behind otherwise
     assert docker("ps", "--all", "--quiet") == ""
     assert docker("volume", "ls", "--quiet") == ""
     assert set(docker("network", "ls", "--format", "{{.Name}}").split()) == {"bridge", "host", "none"}

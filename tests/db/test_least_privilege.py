@@ -1,12 +1,12 @@
-"""README "Source database contract", for real: the service runs with exactly the privileges it lists.
+"""docs/source-databases.md, for real: the service runs with exactly the privileges it lists.
 
 A PostgreSQL of its own (roles are server-wide) holds user_db, catalog_db, engagement_db and
-model_db with PUBLIC's default privileges revoked, so that only what the README grants counts.
+model_db with PUBLIC's default privileges revoked, so that only what the contract grants counts.
 The administrator, standing in for the services that own the sources, creates the source
 tables and loads the train ratings of the evaluation's split of the bundled MovieLens; then the
-README's SQL block runs as it is, with psql. As the roles it creates: init-db (the model schema
+The contract's SQL block runs as it is, with psql. As the roles it creates: init-db (the model schema
 only; the source tables are refused), refresh (`python -m ml_service refresh`), Gunicorn over
-HTTP, and the evaluation's ranking. The roles' privileges are compared with the README's
+HTTP, and the evaluation's ranking. The roles' privileges are compared with the contract's
 table, so that a privilege creeping in fails here too.
 """
 
@@ -33,12 +33,12 @@ from tests.conftest import MOVIELENS_DIR, ROOT, database_env, serving, settings_
 
 DATABASES = {"user": "user_db", "catalog": "catalog_db", "engagement": "engagement_db", "model": "model_db"}
 SERVING, REFRESH = "ml_service", "ml_refresh"
-PASSWORD = "change-me"  # the README's (pgserver trusts local connections, so it is not checked)
+PASSWORD = "change-me"  # the contract's (pgserver trusts local connections, so it is not checked)
 K = 10
 KNOWN_USER = 1  # a MovieLens user with many ratings and liked genres
 
 # What each role may do beyond CONNECT, per source database: SELECT on these tables (and
-# USAGE on schema public when there is any); nothing else anywhere (README's table).
+# USAGE on schema public when there is any); nothing else anywhere (the contract's table).
 SOURCE_SELECT = {
     "user_db": {SERVING: {"user_preferences", "tb_user_genre"}, REFRESH: {"user_preferences", "tb_user_genre"}},
     "catalog_db": {SERVING: {"medias", "tb_media_genre"}, REFRESH: {"medias", "tb_media_genre"}},
@@ -48,9 +48,8 @@ TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFEREN
 
 
 def contract_sql() -> list[str]:
-    """The SQL blocks of README's "Source database contract": the grants, then the hand-over."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("\n## Source database contract\n", 1)[1].split("\n## ", 1)[0]
+    """The SQL blocks of docs/source-databases.md: the grants, then the hand-over."""
+    section = (ROOT / "docs" / "source-databases.md").read_text()
     blocks = re.findall(r"^```sql\n(.*?)^```$", section, re.DOTALL | re.MULTILINE)
     assert len(blocks) == 2, "expected the grants and the hand-over of an existing schema ml"
     return blocks
@@ -85,7 +84,7 @@ class Cluster:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         for name in DATABASES.values():
             with psycopg.connect(self.server.get_uri(name), autocommit=True) as conn:
-                # Nothing from PUBLIC: CONNECT, TEMPORARY and USAGE on public must come from the README.
+                # Nothing from PUBLIC: CONNECT, TEMPORARY and USAGE on public must come from the contract.
                 conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(name)))
                 conn.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
         for part in SOURCE_DATABASES:  # what the owning services have
@@ -155,7 +154,7 @@ def runtime_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def contract(runtime_dir):
-    """The README's roles on the hardened cluster, the train split loaded; init-db and refresh run as ml_refresh."""
+    """The contract's roles on the hardened cluster, the train split loaded; init-db and refresh run as ml_refresh."""
     from services.evaluation.split import temporal_split
     from services.movielens_import import import_data, read_movies, read_ratings
 
@@ -349,7 +348,7 @@ def test_the_roles_hold_exactly_the_privileges_the_readme_lists(contract):
 
 
 def test_a_schema_ml_created_by_an_administrator_is_handed_over(runtime_dir):
-    """An existing deployment: init-db and refresh ran as an administrator; then the README's two blocks."""
+    """An existing deployment: init-db and refresh ran as an administrator; then the contract's two blocks."""
     from ml_service.app import build_runtime
     from tests.resilience.dataset import DRAMA_2, USER, fill
 

@@ -88,7 +88,7 @@ def test_a_streamed_body_over_64_kib_is_413_and_one_of_64_kib_is_read_whole(base
 
 
 def test_a_query_string_holds_175_excluded_media(base_url):
-    """Gunicorn's request line (limit_request_line 8190) has room for the README's 175 ids."""
+    """Gunicorn's request line (limit_request_line 8190) has room for the 175 ids docs/api.md promises."""
     excluded = "&".join(f"exclude={uuid.uuid4()}" for _ in range(175))
     response = requests.get(f"{base_url}/api/recommendations/{user_uuid(1)}?{excluded}", timeout=10)
     assert response.status_code == 200 and response.json()["count"] == 10

@@ -1,4 +1,4 @@
-"""Run the fault matrix and print its table (the README's), e.g.:
+"""Run the fault matrix and print its table (docs/failures.md's), e.g.:
 
     .venv/bin/python -m tests.faults
     .venv/bin/python -m tests.faults --database user_db --fault "frozen 10 s"

@@ -62,10 +62,20 @@ def test_every_variable_the_code_reads_is_in_env_example_with_a_comment(example)
     assert not uncommented, f"give these a one-line comment in .env.example: {uncommented}"
 
 
-def test_every_variable_the_code_reads_is_in_the_readme():
-    readme = (ROOT / "README.md").read_text()
-    missing = sorted(name for name in variables_read_by_code() if f"`{name}`" not in readme)
-    assert not missing, f"document these in the README configuration table: {missing}"
+def test_every_variable_the_code_reads_is_documented_once():
+    """In the first column of one row of docs/configuration.md's tables, and of no other page's."""
+    rows = {}
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        for line in page.read_text().splitlines():
+            first = line.split(" | ")[0]
+            if re.fullmatch(r"\| `[A-Z][A-Z0-9_]+`(, `[A-Z][A-Z0-9_]+`)*", first):  # a row naming settings
+                for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", first):
+                    rows.setdefault(name, []).append(page.name)
+    missing = sorted(name for name in variables_read_by_code() if name not in rows)
+    assert not missing, f"document these in docs/configuration.md's table: {missing}"
+    elsewhere = {name: pages for name, pages in rows.items() if name in variables_read_by_code()
+                 and pages != ["configuration.md"]}
+    assert not elsewhere, f"document each once, in docs/configuration.md: {elsewhere}"
 
 
 def test_the_example_values_are_valid_and_are_the_code_defaults(example):

@@ -50,11 +50,11 @@ def test_sample_size():
     assert stats.sample_size(0.15, 1 / 3) < 1500
 
 
-def test_the_readmes_sample_size_table_is_what_sample_size_gives():
+def test_the_docs_sample_size_table_is_what_sample_size_gives():
     import re
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "docs" / "experiments.md").read_text()
     table = readme.split("<!-- sample-size table", 1)[1].split("\n\n", 1)[0]
     rows = re.findall(r"^\| (\d+)% \| (.+) \|$", table, re.MULTILINE)
     assert len(rows) == 4

@@ -1,4 +1,4 @@
-"""The README's make targets pass what they are given to the commands they run."""
+"""The make targets pass what they are given to the commands they run."""
 
 import subprocess
 
