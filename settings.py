@@ -7,6 +7,7 @@ without importing the layers above it.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields
 from typing import Mapping
 
@@ -226,8 +227,9 @@ def _check_url(name: str, url: str) -> None:
     The message never repeats the value: it may hold a password."""
     from psycopg.conninfo import conninfo_to_dict
 
-    scheme = url.split("://", 1)[0] if "://" in url else None
-    if scheme is not None and scheme not in ("postgresql", "postgres"):
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", url)
+    scheme = scheme and scheme.group(1)
+    if scheme and scheme not in ("postgresql", "postgres"):
         raise ConfigError(f"{name} is not a PostgreSQL URL: its scheme is {scheme}://, not postgresql://")
     try:
         port = conninfo_to_dict(url).get("port")
