@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: setup test-tools demo docs test container-tools test-container bench bench-25m bench-refresh clean
+.PHONY: setup test-tools demo docs test test-spark container-tools test-container bench bench-25m bench-refresh clean
 
 # uv installs the pinned requirements in seconds where pip takes minutes (make test's budget is
 # 10 minutes); --native-tls trusts the system's certificates, as pip does.
@@ -55,6 +55,13 @@ docs: setup
 test: setup test-tools
 	@unset PYTHONDONTWRITEBYTECODE; tmp=$$(mktemp -d -t ml-service-test-XXXXXX); \
 	TMPDIR=$$tmp $(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder --basetemp=$$tmp/t; \
+	rc=$$?; rm -rf $$tmp; exit $$rc
+
+# The Spark refresh on a real standalone cluster (tests/cluster): a master and two workers on
+# this machine, the refresh submitted with spark-submit (about 3 minutes).
+test-spark: setup test-tools
+	@unset PYTHONDONTWRITEBYTECODE; tmp=$$(mktemp -d -t ml-service-spark-XXXXXX); \
+	TMPDIR=$$tmp $(BIN)/python -m pytest tests/cluster -s -p no:cacheprovider --basetemp=$$tmp/t; \
 	rc=$$?; rm -rf $$tmp; exit $$rc
 
 # The container deployment for real (tests/container): a private dockerd, stand-in base images

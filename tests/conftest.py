@@ -95,14 +95,16 @@ class Server:
 RUN_FIRST = ("tests/faults/", "tests/db/test_spark_engine.py")
 
 
-CONTAINER_TESTS = ROOT / "tests" / "container"
+# Run only when named, each by a make target of its own: tests/container (make test-container)
+# needs root and a Docker engine; tests/cluster (make test-spark) starts a Spark standalone
+# cluster, a few minutes that make test's 10 have no room for.
+SEPARATE_TESTS = (ROOT / "tests" / "container", ROOT / "tests" / "cluster")
 
 
 def pytest_ignore_collect(collection_path, config):
-    """tests/container runs only when named (make test-container): it needs root and a Docker engine."""
-    if collection_path == CONTAINER_TESTS:
+    if collection_path in SEPARATE_TESTS:
         named = (Path(arg.split("::")[0]).resolve() for arg in config.args)
-        return not any(path == CONTAINER_TESTS or CONTAINER_TESTS in path.parents for path in named)
+        return not any(path == collection_path or collection_path in path.parents for path in named)
     return None
 
 
@@ -211,6 +213,29 @@ def movielens_urls(pg_server: Server, schema_template: str, tmp_path_factory) ->
                 (shared / "done").touch()
     yield urls
     pg_server.drop_urls(prefix)
+
+
+@pytest.fixture(scope="module")
+def tcp_server(tmp_path_factory):
+    """A PostgreSQL of the test module's own that also listens on 127.0.0.1: JDBC (the Spark
+    refresh) connects over TCP only, and the run's shared server listens on a Unix socket
+    (restarted by pgserver's bundled pg_ctl)."""
+    from database.embedded import start_embedded
+
+    server = start_embedded(tmp_path_factory.mktemp("pg-tcp") / "data", cleanup_mode="delete")
+    from pgserver._commands import pg_ctl  # after start_embedded: it gives pgserver its runtime directory
+
+    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+        conn.execute("ALTER SYSTEM SET fsync = off")
+    port = free_port()
+    pg_ctl(["-w", "restart", "-m", "fast", "-o", f"-h 127.0.0.1 -p {port}"], pgdata=server.pgdata,
+           user=server.system_user, timeout=120)
+    admin = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    yield Server(admin, lambda name: psycopg.conninfo.make_conninfo(admin, dbname=name))
+    # pgserver knows the server it started, not the one pg_ctl restarted: stop that one first,
+    # or cleanup deletes the data directory under a running server.
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user, timeout=60)
+    server.cleanup()
 
 
 def free_port() -> int:
