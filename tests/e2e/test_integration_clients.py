@@ -311,9 +311,9 @@ def test_the_guides_snippets_are_lines_of_the_client(language):
 def curl(base_url: str, command: str) -> requests.Response:
     """What the service at `base_url` answers a guide's curl command."""
     args = shlex.split(command.replace("\\\n", " "))
-    [url] = [arg for arg in args if arg.startswith("http://localhost:5000/")]
+    [url] = [arg for arg in args if re.match(r"http://(localhost|127\.0\.0\.1):5000/", arg)]
     body = args[args.index("-d") + 1] if "-d" in args else None
-    url = url.replace("http://localhost:5000", base_url)
+    url = re.sub(r"^http://[^/]+", base_url, url)
     if body:
         return requests.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=30)
     return requests.get(url, timeout=30)
@@ -326,20 +326,24 @@ def curl(base_url: str, command: str) -> requests.Response:
 RECORDING = bool(os.environ.get("ML_RECORD_GUIDE"))
 
 
-def test_the_guides_curl_examples_answer_as_shown(base_url):
-    guide = (ROOT / "INTEGRATION_GUIDE.md").read_text()
-    examples = re.findall(r"```sh\n(curl .*?)\n```\n\s*(?:```json\n(.*?)\n```)?", guide_endpoints(), re.DOTALL)
-    assert sum(bool(shown) for _, shown in examples) >= 4  # rows, more like this, because you watched, its 404
+@pytest.mark.parametrize("document, shown_at_least", [("INTEGRATION_GUIDE.md", 4), ("README.md", 1)])
+def test_the_guides_curl_examples_answer_as_shown(base_url, document, shown_at_least):
+    """The guide's endpoint section (rows, more like this, because you watched, its 404) and the
+    README's first request."""
+    text = (ROOT / document).read_text()
+    section = guide_endpoints() if document == "INTEGRATION_GUIDE.md" else text
+    examples = re.findall(r"```sh\n(curl .*?)\n```\n\s*(?:```json\n(.*?)\n```)?", section, re.DOTALL)
+    assert sum(bool(shown) for _, shown in examples) >= shown_at_least
     for command, shown in examples:
         response = curl(base_url, command)
         if not shown:
             assert response.status_code == 200, (command, response.text)
         elif RECORDING:
-            guide = guide.replace(shown, guide_json(response.json()), 1)
+            text = text.replace(shown, guide_json(response.json()), 1)
         else:
             assert response.json() == json.loads(shown), command
     if RECORDING:
-        (ROOT / "INTEGRATION_GUIDE.md").write_text(guide)
+        (ROOT / document).write_text(text)
 
 
 def test_the_guides_example_item_and_diversity_table_are_user_1s(base_url):
