@@ -269,7 +269,7 @@ class RecommendationService:
         model, most similar first (media deleted since the refresh skipped), then the most
         popular media sharing most of its genres; for a media the model does not know (newer
         than the model and the last catalog sync), the genre part alone. They are ordered by
-        the seed's score (`_seed_items`); with `user_id`, those the user has not interacted
+        the seed's score (`_similar_rows`); with `user_id`, those the user has not interacted
         with, by the user's hybrid score (by the seed's for a user with no history and no
         genres). MediaNotFound when the catalog has no live media `media_id`. Costs one catalog
         query (two for a media the model does not know); with `user_id`, one query more each to
@@ -297,20 +297,13 @@ class RecommendationService:
         excluded = user.excluded_idx if user is not None else np.zeros(0, dtype=np.int64)
         if user is not None and not (len(user.positive_idx) or user.genre_count):
             user = None  # nothing to order by: the seed's score (an unknown user's were all 0)
-        count = max(wanted, SIMILAR_CANDIDATES)
-        idx, neighbour, explained, described = self._similar_live(
-            model, seed_idx, seed_genres, count, excluded, deadline, user
+        items, described = self._similar_rows(
+            model, seed_idx, seed_genres, max(wanted, SIMILAR_CANDIDATES), wanted, excluded, deadline,
+            treatment.weights, user,
         )
         seed_media = seed_media or described.media.get(seed_idx)
         if seed_media is None:
             raise MediaNotFound(f"no media {media_id} in the catalog")
-        if user is None:
-            items = self._seed_items(model, seed_idx, seed_genres, idx, neighbour, described, treatment.weights)
-        else:
-            score, content, collaborative = scoring.hybrid_scores(model, user, treatment.weights, idx)
-            order = np.lexsort((np.arange(len(idx)), -score))  # the user's score, then similarity
-            ranking = scoring.Ranking(idx[order], score[order], content[order], collaborative[order])
-            items = self._items(ranking, [explained[i] for i in order.tolist()], described)
         page = [item for _, item in items[offset:wanted]]
         return SimilarMedia(
             seed_media, user_id, page, limit, offset, *self._provenance(model, lacking), experiment=_tag(treatment)
@@ -329,7 +322,7 @@ class RecommendationService:
     ) -> Recommendations:
         """The row "because you watched <seed_id>": the SIMILAR_CANDIDATES (or more) media most like
         it (scoring.similar_media) that pass `filters` and the user has not interacted with,
-        ordered by the seed's score (`_seed_items`). NotInHistory when the user's history (if
+        ordered by the seed's score (`_similar_rows`). NotInHistory when the user's history (if
         engagement_db answers) has no positive interaction with it."""
         deadline = self._deadline(arrived_at)
         lacking: set[str] = set()
@@ -354,13 +347,12 @@ class RecommendationService:
         wanted = offset + limit
         if not known[0]:  # engagement_db is down and the model does not know the media: nothing is like it
             return Recommendations(user_id, [], limit, offset, *self._provenance(model, lacking), experiment=tag)
-        ranked = max(SIMILAR_CANDIDATES, DIVERSITY_POOL, 3 * wanted) if diversity > 0 else max(SIMILAR_CANDIDATES, wanted)
         seed_idx = int(seed[0])
-        seed_genres = scoring.seed_genres(model, seed_idx)
-        idx, neighbour, _, described = self._similar_live(
-            model, seed_idx, seed_genres, ranked, signals.excluded_idx, deadline, None, pool, filters
+        shown = max(DIVERSITY_POOL, 3 * wanted) if diversity > 0 else wanted  # re-ranked for diversity from these
+        items, described = self._similar_rows(
+            model, seed_idx, scoring.seed_genres(model, seed_idx), max(SIMILAR_CANDIDATES, shown), shown,
+            signals.excluded_idx, deadline, weights, None, pool, filters,
         )
-        items = self._seed_items(model, seed_idx, seed_genres, idx, neighbour, described, weights)
         if diversity > 0:
             order = scoring.diversify(model, np.array([i for i, _ in items], dtype=np.int64), wanted, diversity)
             items = [items[i] for i in order.tolist()]
@@ -370,73 +362,76 @@ class RecommendationService:
             user_id, page, limit, offset, *self._provenance(model, lacking), because=seed, experiment=tag
         )
 
-    def _similar_live(
+    def _similar_rows(
         self,
         model: ModelData,
         seed_idx: int | None,
         seed_genres: np.ndarray,
-        count: int,
+        candidates: int,
+        shown: int,
         excluded: np.ndarray,
         deadline: Deadline,
+        weights: scoring.Weights,
         user: scoring.UserSignals | None = None,
         pool: scoring.Pool | None = None,
         filters: MediaFilter = MediaFilter(),
-    ) -> tuple[np.ndarray, np.ndarray, list[list[int]], _Described]:
-        """The `count` live media most like `seed_idx` (scoring.similar_media), whether each is
-        a neighbour, what of `user`'s history explains each (scoring.because; empty without a
-        user), and the catalog's answer, which also describes the seed and those media. One
-        catalog query, more only when deleted media leave the page short (see _rank_live)."""
-        described = _Described({}, filters)
-        asked = count + DELETED_SLACK
-        while True:
-            idx, neighbour = scoring.similar_media(model, seed_idx, seed_genres, asked, excluded, pool)
-            explained = scoring.because(model, user, idx, BECAUSE_MEDIA) if user is not None else [[] for _ in idx]
-            seed = [] if seed_idx is None else [seed_idx]
-            self._describe([(model, [*seed, *idx.tolist(), *(i for e in explained for i in e)], described)], deadline)
-            live = np.flatnonzero([described.live(i) is not None for i in idx.tolist()])
-            if len(live) >= count or len(idx) < asked:
-                break
-            asked *= 2
-        live = live[:count]
-        return idx[live], neighbour[live], [explained[i] for i in live.tolist()], described
+    ) -> tuple[list[tuple[int, Recommendation]], _Described]:
+        """At least `shown` items (fewer when the catalog has no more) of the `candidates` media
+        most like `seed_idx` (scoring.similar_media), best score first, and the catalog's answer,
+        which also describes the seed.
 
-    def _seed_items(
-        self,
-        model: ModelData,
-        seed_idx: int | None,
-        seed_genres: np.ndarray,
-        idx: np.ndarray,
-        neighbour: np.ndarray,
-        described: _Described,
-        weights: scoring.Weights,
-    ) -> list[tuple[int, Recommendation]]:
-        """Items of a "more like this" row, scored as if the seed were a user's only liked media
-        and its genres their preferences, best score first (equal scores: the more similar
-        first); neighbours are "hybrid" (because of the seed), the genre fill "popular"."""
+        Without `user`, the seed's score: as if the seed were a user's only liked media and its
+        genres their preferences (equal scores as shown: the more similar first); neighbours are
+        "hybrid" (because of the seed), the genre fill "popular". With `user`, the user's hybrid
+        score (equal scores: the more similar first), each item with the user's own `because`.
+        Candidates are ordered from the model's arrays; the catalog is asked only about those the
+        page may show, DELETED_SLACK more than `shown`, and again for the next ones when deleted
+        media leave it short (one query, rarely two).
+        """
+        idx, neighbour = scoring.similar_media(model, seed_idx, seed_genres, candidates + DELETED_SLACK, excluded, pool)
         seeds = np.array([] if seed_idx is None else [seed_idx], dtype=np.int64)
         as_seed = scoring.UserSignals(
-            positive_idx=seeds,
-            positive_weight=np.ones(len(seeds)),
-            excluded_idx=seeds,
-            genre_idx=seed_genres,
-            genre_count=len(seed_genres),
+            positive_idx=seeds, positive_weight=np.ones(len(seeds)), excluded_idx=seeds,
+            genre_idx=seed_genres, genre_count=len(seed_genres),
         )
-        score, content, collaborative = scoring.hybrid_scores(model, as_seed, weights, idx)
+        score, content, collaborative = scoring.hybrid_scores(model, user or as_seed, weights, idx)
+        key = (score if user is not None else np.round(score, 6))[:candidates]
+        # Stable: ties keep the similarity order. The DELETED_SLACK beyond the candidates stand
+        # in for deleted ones only, after them.
+        order = np.concatenate((np.lexsort((np.arange(len(key)), -key)), np.arange(len(key), len(idx))))
+        idx, neighbour = idx[order], neighbour[order]
+        ranking = scoring.Ranking(idx, score[order], content[order], collaborative[order])
+        described = _Described({}, filters)
+        asked = min(len(idx), shown + DELETED_SLACK)
+        while True:
+            head = idx[:asked]
+            explained = scoring.because(model, user, head, BECAUSE_MEDIA) if user is not None else [[] for _ in head]
+            self._describe([(model, [*seeds.tolist(), *head.tolist(), *(i for e in explained for i in e)], described)],
+                           deadline)
+            live = sum(described.live(i) is not None for i in head.tolist())
+            if live >= shown or asked == len(idx):
+                break
+            asked = min(len(idx), asked * 2)
+        head_ranking = scoring.Ranking(
+            idx[:asked], ranking.score[:asked], ranking.content[:asked], ranking.collaborative[:asked]
+        )
+        if user is not None:
+            return self._items(head_ranking, explained, described), described
         seed = described.media.get(seed_idx) if seed_idx is not None else None
-        items = [
-            (i, Recommendation(
-                described.live(i), s, c, co, "hybrid" if n else "popular", (seed,) if n and seed is not None else ()
-            ))
-            for i, s, c, co, n in zip(
-                idx.tolist(),
-                np.round(score, 6).tolist(),
-                np.round(content, 6).tolist(),
-                np.round(collaborative, 6).tolist(),
-                neighbour.tolist(),
-            )
-        ]
-        items.sort(key=lambda item: -item[1].score)  # stable: ties keep the similarity order
-        return items
+        items = []
+        for i, s, c, co, n in zip(
+            head_ranking.media_idx.tolist(),
+            np.round(head_ranking.score, 6).tolist(),
+            np.round(head_ranking.content, 6).tolist(),
+            np.round(head_ranking.collaborative, 6).tolist(),
+            neighbour[:asked].tolist(),
+        ):
+            media = described.live(i)
+            if media is not None:
+                items.append((i, Recommendation(
+                    media, s, c, co, "hybrid" if n else "popular", (seed,) if n and seed is not None else ()
+                )))
+        return items, described
 
     def _items(
         self, ranking: scoring.Ranking, explained: list[list[int]], described: _Described
