@@ -12,8 +12,10 @@ builds the table from them with the same code (services/neighbours.assemble):
 3. the co-occurrence counts XᵀX of the EASE media (users liking both of a pair), to a dense
    matrix on the driver, where EASE's weights are computed as in-process: the same counts, so
    the same weights;
-4. the damped cosine sums Σ w(u) of the scale sample and the tail against every media, their
-   top k per media, to the driver;
+4. the damped cosine neighbours of the scale sample and the tail against every media: the
+   positive pairs' matrix goes to the driver and, broadcast, to every executor, where a task
+   per chunk of those media runs neighbours.cosine_neighbours (the in-process code) and sends
+   back their top k only;
 5. the decayed popularity counts per media.
 
 Large results reach the driver in slices (`_collect`), so that its JVM holds one at a time.
@@ -31,6 +33,7 @@ import getpass
 import logging
 import os
 import socket
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -50,16 +53,13 @@ JDBC_DRIVER = "org.postgresql.Driver"
 MISSING = "pyspark is not installed: pip install -r requirements-spark.txt"
 # Interaction rows per JDBC partition (each a range of `id` read by one task).
 ROWS_PER_PARTITION = 2_000_000
-# The stages that emit each user's pairs of media run in this many tasks per core of the
-# cluster (spark.default.parallelism). Their input, a list per user, is small, so adaptive
-# execution would coalesce it into a few tasks, each then emitting billions of pairs (at 25M
-# interactions: 5 tasks, whatever the cluster's size) and spilling its aggregation to disk.
+# The EASE head's pairs and the cosine step's chunks of media run in this many tasks per core
+# of the cluster (spark.default.parallelism). The head's input, a list per user, is small, so
+# adaptive execution would coalesce it into a few tasks, each then emitting all the pairs.
 PAIR_TASKS_PER_CORE = 4
 # Rows collected to the driver at a time (services/spark_engine._collect): about 60 MB of
 # Arrow on the driver's JVM heap, whose default (spark.driver.memory) is 1 GB.
 COLLECT_ROWS = 4_000_000
-# max_by's k (the top k, `_top`): at most this (Spark's limit), and only from Spark 4.2.
-MAX_BY_K = 100_000
 # Microseconds from 1970-01-01 to 2000-01-01 (PostgreSQL's epoch, services/refresh.py's `newest`).
 POSTGRES_EPOCH_MICROS = 946_684_800 * 1_000_000
 
@@ -83,6 +83,10 @@ def start_session(master: str | None = None, conf: dict[str, str] | None = None,
             f"the PostgreSQL JDBC driver {jdbc_jar} is missing (Debian: apt-get install libpostgresql-jdbc-java; "
             "or name the jar with --conf spark.jars=PATH)"
         )
+    # The executors' Python (the cosine step runs numpy there), which pyspark reads from
+    # PYSPARK_PYTHON: this interpreter, which has the project's packages, unless it names
+    # another (a packed environment shipped with spark.archives: docs/spark.md).
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     logging.getLogger("py4j").setLevel(logging.WARNING)  # its INFO lines say only that it connects and closes
     builder = SparkSession.builder if master is None else SparkSession.builder.master(master)
     builder = builder.appName(f"ml-service refresh ({socket.gethostname()}, pid {os.getpid()})")
@@ -395,77 +399,74 @@ class SparkSums:
         return gram
 
     def cosine(self, row_sets: list[np.ndarray | None], progress: bool) -> list[neighbours.Table]:
-        """neighbours.cosine_neighbours of each set of rows, from one Spark job over their union."""
-        from pyspark.sql import functions as F
+        """neighbours.cosine_neighbours of each set of rows, from one Spark job over their union.
 
+        The rows are cut into PAIR_TASKS_PER_CORE chunks per core of the cluster, a task each: a
+        task runs the numpy engine's own `cosine_neighbours` on its rows against the positive
+        pairs' matrix (broadcast to the executors once) and sends back only each row's k best.
+        Emitting a row per pair of media instead, to be summed in a shuffle, makes 1.2 billion
+        rows at 25M interactions (600 million distinct pairs: bench/spark_tail_rows.py), where
+        this sends 5 million. The executors run Python (numpy, scipy): docs/spark.md says how
+        to ship this project's environment to them.
+        """
         s = self._settings
         media_count = self._read.media_count
         keep = min(s.k, media_count - 1)
         given = [rows for rows in row_sets if rows is not None]
         every = len(given) < len(row_sets)
-        rows = np.unique(np.concatenate(given)) if given else np.zeros(0, np.int64)
-        if keep <= 0 or not self._positives.any() or (not every and len(rows) == 0):
+        rows = np.arange(media_count) if every else (np.unique(np.concatenate(given)) if given else np.zeros(0, np.int64))
+        if keep <= 0 or not self._positives.any() or len(rows) == 0:
             return [_empty() for _ in row_sets]
-        positive = self._positive
-        if every:
-            seed = F.col("m")
-        else:
-            positive = positive.join(self._indices(rows).withColumn("row", F.lit(True)), "m", "left")
-            seed = F.when(F.col("row"), F.col("m"))
-        lists = positive.groupBy("user_id").agg(F.collect_list("m").alias("all"), F.collect_list(seed).alias("seeds"))
-        if s.user_damping:  # neighbours.user_weights
-            weight = F.lit(1.0) / F.pow(F.log1p(F.size("all").cast("double")), F.lit(float(s.user_damping)))
-        else:
-            weight = F.lit(1.0)
-        sums = (
-            self._spread(lists.where(F.size("seeds") > 0))
-            .select(F.explode("seeds").alias("i"), "all", weight.alias("w"))
-            .select("i", F.explode("all").alias("j"), "w")
-            .where(F.col("i") != F.col("j"))
-            .groupBy("i", "j")
-            .agg(F.sum("w").alias("sum"))
-        )
-        counts = self._read.spark.createDataFrame(
-            [(int(m), int(n)) for m, n in enumerate(self._positives.tolist()) if n], "m int, n long"
-        )
-        norm_i = F.broadcast(counts.select(F.col("m").alias("i"), F.sqrt(F.col("n").cast("double")).alias("norm_i")))
-        norm_j = F.broadcast(counts.select(F.col("m").alias("j"), F.sqrt(F.col("n").cast("double")).alias("norm_j")))
-        similarity = (
-            sums.join(norm_i, "i")
-            .join(norm_j, "j")
-            .select("i", "j", (F.col("sum") / (F.col("norm_i") * F.col("norm_j") + F.lit(float(s.shrinkage)))).alias("sim"))
-            .where(F.col("sim") > 0)
-        )
-        top = _top(similarity, keep, self._read.spark.version)
+        from pyspark import cloudpickle
+
+        spark = self._read.spark
         started = time.perf_counter()
         with spark_step("cosine neighbours on Spark"):
-            parts = list(_collect(top, "i", (media_count if every else len(rows)) * keep, "cosine neighbours", progress))
-        media = np.concatenate([np.zeros(0, np.int32)] + [part["i"].astype(np.int32) for part in parts])
-        idx = np.concatenate([np.zeros(0, np.int32)] + [part["j"].astype(np.int32) for part in parts])
-        sim = np.concatenate([np.zeros(0, np.float32)] + [part["sim"].astype(np.float32) for part in parts])
-        log.info("cosine: %s neighbours of %s media found on Spark in %.1f s",
-                 len(media), "every" if every else len(rows), time.perf_counter() - started)
+            matrix = self._positive_matrix()
+            tasks = min(len(rows), spark.sparkContext.defaultParallelism * PAIR_TASKS_PER_CORE)
+            chunks = np.array_split(rows, tasks)
+            shared = spark.sparkContext.broadcast((matrix.indptr, matrix.indices, matrix.shape))
+            k, damping, shrinkage = s.k, s.user_damping, s.shrinkage
+            # Sent to the executors by value, so that they need numpy, scipy and tqdm, not this project.
+            cloudpickle.register_pickle_by_value(neighbours)
+            cosine_neighbours = neighbours.cosine_neighbours
+
+            def chunk_neighbours(chunk: np.ndarray):
+                import scipy.sparse as sparse
+
+                indptr, indices, shape = shared.value
+                positive = sparse.csr_matrix((np.ones(len(indices)), indices, indptr), shape=shape)
+                return cosine_neighbours(positive, k, False, damping, shrinkage, chunk)
+
+            found = spark.sparkContext.parallelize(chunks, tasks).map(chunk_neighbours)
+            parts = list(tqdm(found.toLocalIterator(), total=tasks, desc="cosine neighbours", unit=" tasks",
+                              disable=not progress))
+            shared.unpersist()
+        media = np.concatenate([np.zeros(0, np.int32)] + [i for i, _, _ in parts])
+        idx = np.concatenate([np.zeros(0, np.int32)] + [j for _, j, _ in parts])
+        sim = np.concatenate([np.zeros(0, np.float32)] + [w for _, _, w in parts])
+        log.info("cosine: %s neighbours of %s media found on Spark in %.1f s (%s tasks)",
+                 len(media), "every" if every else len(rows), time.perf_counter() - started, tasks)
         tables = []
         for rows_set in row_sets:
             mask = np.ones(len(media), dtype=bool) if rows_set is None else np.isin(media, rows_set)
             tables.append((media[mask], idx[mask], sim[mask]))
         return tables
 
+    def _positive_matrix(self):
+        """The binary users × media matrix of the positive pairs (the capped ones with a
+        user_cap), on the driver: a row per user, in no particular order."""
+        import scipy.sparse as sparse
+        from pyspark.sql import functions as F
 
-def _top(similarity, keep: int, spark_version: str):
-    """Per media i, its `keep` neighbours j of the largest `sim`, ties to the lower j, as rows
-    (i, j, sim). From Spark 4.2, max_by(…, k) keeps a bounded top k per i while it aggregates
-    (before the shuffle, and without sorting); before, a window ranks every pair of each i."""
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
-
-    major, minor = (int(part) for part in spark_version.split(".")[:2])
-    if (major, minor) >= (4, 2) and keep <= MAX_BY_K:
-        order = F.struct(F.col("sim"), (-F.col("j")).alias("lower_j"))  # sim descending, then j ascending
-        best = F.max_by(F.struct("j", "sim"), order, keep)
-        return similarity.groupBy("i").agg(best.alias("top")).select("i", F.inline("top"))
-    rank = F.row_number().over(Window.partitionBy("i").orderBy(F.col("sim").desc(), F.col("j")))
-    return similarity.select("i", "j", "sim", rank.alias("rank")).where(F.col("rank") <= keep).select("i", "j", "sim")
+        table = self._positive.groupBy("user_id").agg(F.collect_list("m").alias("ms")).select("ms").toArrow()
+        lists = table.column("ms").combine_chunks()
+        indptr = lists.offsets.to_numpy().astype(np.int64)
+        indices = lists.values.to_numpy().astype(np.int32)
+        indptr = indptr - indptr[0]
+        matrix = sparse.csr_matrix((np.ones(len(indices)), indices, indptr), shape=(len(lists), self._read.media_count))
+        matrix.sort_indices()
+        return matrix
 
 
 def _collect(frame, key: str, at_most: int, what: str, progress: bool):

@@ -104,11 +104,9 @@ def test_a_parquet_snapshot_reads_as_the_database(urls, parquet_reads):
 
 def test_a_user_cap_builds_the_same_table(parquet_reads, monkeypatch):
     """NEIGHBOURS_USER_CAP: both engines count each user's 60 most recent liked and positive
-    media (most of ml-latest-small's users have more), and build the same table. Spark ranks the
-    neighbours with a window here, as before Spark 4.2 (the JDBC test: with max_by), and its
-    results reach the driver in slices of at most 300,000 rows."""
+    media (most of ml-latest-small's users have more), and build the same table. The EASE head's
+    pair counts reach the driver in slices of at most 300,000 rows here."""
     monkeypatch.setattr(spark_engine, "COLLECT_ROWS", 300_000)
-    monkeypatch.setattr(spark_engine, "MAX_BY_K", 0)
     read, expected = parquet_reads
     interactions = expected.interactions
     per_user = np.bincount(interactions.user[interactions.positive])
