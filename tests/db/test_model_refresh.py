@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+import time
 
 import numpy as np
 import psycopg
@@ -244,6 +245,7 @@ class UnreadCatalog:
 
 def test_a_second_refresh_is_refused_at_once_naming_the_running_one(db_urls, databases):
     with psycopg.connect(db_urls.model, autocommit=True, application_name="ml-service refresh (host-a, pid 42)") as other:
+        other_pid = other.info.backend_pid
         other.execute("SELECT pg_advisory_lock(%s)", (REFRESH_LOCK_KEY,))
         with pytest.raises(RefreshFailed, match=r"another refresh or rollback is running: 'ml-service refresh "
                            r"\(host-a, pid 42\)' .*server pid \d+, connected since"):
@@ -252,8 +254,15 @@ def test_a_second_refresh_is_refused_at_once_naming_the_running_one(db_urls, dat
         with pytest.raises(RefreshInProgress):
             with ModelRepository(databases.model).refresh_lock():
                 pass
+    # The lock goes with the other session: once its server process has ended (the server
+    # handles a client's goodbye on its own time; on a loaded machine, after our next query).
+    with psycopg.connect(db_urls.model, autocommit=True) as conn:
+        deadline = time.monotonic() + 10
+        while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (other_pid,)).fetchone()[0]:
+            assert time.monotonic() < deadline, "the other session's server process did not end"
+            time.sleep(0.05)
     add_media(db_urls, new_id())
-    assert run_refresh(databases) == 1  # the lock went with the other session
+    assert run_refresh(databases) == 1
 
 
 def test_a_model_published_before_versioned_tables_is_kept_and_serves(pg_server, db_urls):
