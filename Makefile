@@ -85,11 +85,12 @@ BENCH_PGDATA ?= ../bench-data/pg
 bench-25m: setup
 	$(BIN)/python -m bench.run --data synthetic --pgdata $(BENCH_PGDATA) $(BENCH_ARGS)
 
-# The refresh on each engine (numpy, Spark local[2] with a 12 GB heap) at 1M, 5M and 25M synthetic
-# interactions (generated once into ../bench-data/refresh; about an hour); writes
-# bench/RESULTS-refresh-engines.md.
+# The refresh on each engine (numpy untuned: the Spark engine's settings; Spark local[2] with a 6 GB
+# driver heap) at 1M, 5M and 25M synthetic interactions (generated once into ../bench-data/refresh),
+# and on a standalone cluster of two workers at 5M (about 50 minutes); the Spark models compared
+# with numpy's; writes bench/RESULTS-refresh-engines.md.
 bench-refresh: setup
-	$(BIN)/python -m bench.refresh_engines --spark-conf spark.driver.memory=12g $(BENCH_ARGS)
+	$(BIN)/python -m bench.refresh_engines --engines numpy-untuned,spark --spark-conf spark.driver.memory=6g $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .demo .bench .pytest_cache .container-tools .site

@@ -7,8 +7,14 @@ ratios, 162,000 users and 59,000 media per 25M interactions):
    with `generate-synthetic` data (generated once: the directory is kept for the next run);
 2. `python -m ml_service refresh --force` (numpy), then the same with `--engine spark --master
    local[N]` and the --spark-conf settings, each a fresh process, the server idle in between;
+   at the --cluster-sizes, also `spark-cluster`: the refresh submitted with spark-submit to a
+   standalone cluster of two one-core workers on this machine (services/spark_cluster.py);
 3. each run's wall time, CPU time and peak memory: the resident memory of the command's whole
-   process tree (Spark's JVM included), sampled every 0.2 s.
+   process tree (Spark's JVMs included; a cluster's master, workers and executors too), sampled
+   every 0.2 s, and a Spark run's seconds per step (from its log);
+4. each Spark engine's published model compared with numpy-untuned's (the same settings: the
+   Spark engine does not tune) as the equality test compares them (services/model_compare.py):
+   the neighbour weights in both and their largest difference.
 
 The report (--output) has one row per size and engine, the Spark/numpy ratios of each size,
 and how each figure grows from size to size. Runs are sequential: numpy and Spark of one size
@@ -19,8 +25,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import platform
+import re
 import subprocess
 import sys
 import threading
@@ -32,10 +40,23 @@ from pathlib import Path
 import psutil
 import psycopg
 
+from services import spark_cluster
+
 ROOT = Path(__file__).resolve().parent.parent
 USERS_PER_INTERACTION = 162_000 / 25_000_000
 MEDIA_PER_INTERACTION = 59_000 / 25_000_000
 SAMPLE_SECONDS = 0.2
+SPARK_ENGINES = ("spark", "spark-cluster")
+# A Spark run's steps, as its log lines name them (services/spark_engine.py).
+STEPS = {
+    "read": re.compile(r"Spark: .* read and aggregated in ([\d.]+) s"),
+    "EASE co-occurrence": re.compile(r"EASE: co-occurrence of .* counted on Spark in ([\d.]+) s"),
+    "cosine": re.compile(r"cosine: .* found on Spark in ([\d.]+) s"),
+}
+# The standalone cluster's two workers: one core each, and memory for an executor each.
+CLUSTER_WORKERS = 2
+CLUSTER_WORKER_MEMORY = "3g"
+CLUSTER_EXECUTOR_MEMORY = "2500m"
 
 
 @dataclass(frozen=True)
@@ -48,6 +69,14 @@ class Run:
     peak_rss: int
     last_line: str
     tuning: str = ""  # the refresh's line saying what its tuning chose and what each step took
+    steps: dict[str, float] | None = None  # a Spark run's seconds per STEPS
+    comparison: str = ""  # a Spark run's model against numpy-untuned's
+
+    @property
+    def version(self) -> int | None:
+        """The model version it published (its last line says)."""
+        found = re.fullmatch(r"published model version (\d+)", self.last_line)
+        return int(found.group(1)) if self.returncode == 0 and found else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +89,11 @@ def main(argv: list[str] | None = None) -> int:
                              "tuning costs); default: %(default)s")
     parser.add_argument("--cores", type=int, default=2, help="Spark's local[N] (default: %(default)s)")
     parser.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE",
-                        help="passed to refresh --conf (repeatable), e.g. spark.driver.memory=8g")
+                        help="passed to refresh --conf (repeatable), e.g. spark.driver.memory=6g; to the "
+                             "cluster's spark-submit too")
+    parser.add_argument("--cluster-sizes", default="5M",
+                        help="the sizes (of --sizes) also refreshed on a standalone cluster of two one-core workers "
+                             "(spark-cluster), or none (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds a refresh may take (default: %(default)s)")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS-refresh-engines.md")
     parser.add_argument("--logs", type=Path, default=ROOT / "bench" / "out" / "refresh-engines",
@@ -70,25 +103,71 @@ def main(argv: list[str] | None = None) -> int:
     engines = args.engines.split(",")
     env_settings = {name: os.environ[name] for name in ("NEIGHBOURS_USER_CAP", "EASE_MEDIA", "NEIGHBOURS_K")
                     if os.environ.get(name)}
+    cluster_sizes = set() if args.cluster_sizes == "none" else {parse_size(size) for size in args.cluster_sizes.split(",")}
+    conf = dict(item.split("=", 1) for item in args.spark_conf)
     runs: list[Run] = []
     for interactions in sizes:
-        with database(args.pgdata / label(interactions), interactions) as env:
-            for engine in engines:
-                command = [sys.executable, "-m", "ml_service", "refresh", "--force"]
-                run_env = {**env, "REFRESH_TUNE": "false"} if engine == "numpy-untuned" else env
-                if engine == "spark":
-                    command += ["--engine", "spark", "--master", f"local[{args.cores}]"]
-                    for item in args.spark_conf:
-                        command += ["--conf", item]
-                print(f"{label(interactions)} {engine}: {' '.join(command[1:])}", flush=True)
-                run = measure(engine, interactions, command, run_env, args.timeout,
-                              args.logs / f"{label(interactions)}-{engine}.log")
+        size = label(interactions)
+        with database(args.pgdata / size, interactions) as env:
+            size_runs = []
+            for engine in engines + (["spark-cluster"] if interactions in cluster_sizes else []):
+                log = args.logs / f"{size}-{engine}.log"
+                if engine == "spark-cluster":
+                    run = on_cluster(interactions, env, conf, args.timeout, log)
+                else:
+                    command = [sys.executable, "-m", "ml_service", "refresh", "--force"]
+                    run_env = {**env, "REFRESH_TUNE": "false"} if engine == "numpy-untuned" else env
+                    if engine == "spark":
+                        command += ["--engine", "spark", "--master", f"local[{args.cores}]"]
+                        for item in args.spark_conf:
+                            command += ["--conf", item]
+                    print(f"{size} {engine}: {' '.join(command[1:])}", flush=True)
+                    run = measure(engine, interactions, command, run_env, args.timeout, log)
                 print(f"  {'ok' if run.returncode == 0 else f'FAILED ({run.returncode})'} in {run.wall:.1f} s, "
                       f"peak {run.peak_rss / 2**20:,.0f} MiB: {run.last_line}", flush=True)
-                runs.append(run)
+                size_runs.append(run)
+            runs += compared(size_runs, env)
         args.output.write_text(report(runs, args, env_settings))  # after each size: a long run keeps its figures
     print(f"wrote {args.output}")
-    return 0 if all(run.returncode == 0 for run in runs) else 1
+    return 0 if all(run.returncode == 0 and not run.comparison.startswith("**") for run in runs) else 1
+
+
+def on_cluster(interactions: int, env: dict[str, str], conf: dict[str, str], timeout: float, log: Path) -> Run:
+    """The refresh submitted to a standalone cluster started for it; measured with the
+    cluster's daemons (and so its executors), started beforehand and stopped afterwards."""
+    with spark_cluster.standalone_cluster(CLUSTER_WORKERS, log.with_suffix(""), memory=CLUSTER_WORKER_MEMORY) as cluster:
+        command = spark_cluster.submit_command(
+            cluster.master, ["--force"], driver_memory=conf.get("spark.driver.memory", "2g"),
+            executor_memory=CLUSTER_EXECUTOR_MEMORY, conf={k: v for k, v in conf.items() if k != "spark.driver.memory"})
+        print(f"{label(interactions)} spark-cluster ({CLUSTER_WORKERS} workers): spark-submit "
+              f"{' '.join(command[1:])}", flush=True)
+        submit_env = spark_cluster.submit_env({k: v for k, v in env.items() if k.endswith("_DB_URL")})
+        return measure("spark-cluster", interactions, command, submit_env, timeout, log, also=cluster.daemons)
+
+
+def compared(runs: list[Run], env: dict[str, str]) -> list[Run]:
+    """`runs` (one size's), each Spark run with its model compared with numpy-untuned's."""
+    reference = next((run for run in runs if run.engine == "numpy-untuned" and run.version), None)
+    if reference is None or not any(run.engine in SPARK_ENGINES and run.version for run in runs):
+        return runs
+    from database.model_repository import ModelRepository
+    from ml_service import jobs
+    from services.model_compare import compare_models
+    from settings import Settings
+
+    settings = Settings.from_env(env)
+    out = []
+    with jobs.offline_databases(settings, "bench") as databases:
+        repository = ModelRepository(databases.model)
+        expected = repository.load(version=reference.version)
+        for run in runs:
+            if run.engine in SPARK_ENGINES and run.version:
+                comparison = compare_models(expected, repository.load(version=run.version), settings.neighbours_k)
+                text = ("equal: " if comparison.equal else "**not equal**: ") + comparison.describe()
+                print(f"  {label(run.interactions)} {run.engine} against numpy-untuned: {text}", flush=True)
+                run = dataclasses.replace(run, comparison=text)
+            out.append(run)
+    return out
 
 
 def parse_size(text: str) -> int:
@@ -162,9 +241,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def measure(engine: str, interactions: int, command: list[str], env: dict[str, str], timeout: float, log: Path) -> Run:
-    """Run `command`; its wall time, CPU time and the peak resident memory of its process tree.
-    Its output (the refresh logs each step's time) goes to `log`."""
+def measure(engine: str, interactions: int, command: list[str], env: dict[str, str], timeout: float, log: Path,
+            also: tuple[int, ...] = ()) -> Run:
+    """Run `command`; its wall time, CPU time and the peak resident memory of its process tree
+    and of the process trees `also` (their CPU time from now on). Its output (the refresh logs
+    each step's time) goes to `log`."""
+    others = [psutil.Process(pid) for pid in also]
+    before = {proc.pid: sum(proc.cpu_times()[:2]) for other in others for proc in [other, *other.children(recursive=True)]}
     started = time.monotonic()
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
@@ -181,7 +264,11 @@ def measure(engine: str, interactions: int, command: list[str], env: dict[str, s
             lines.append(f"stopped after {timeout:.0f} s (--timeout)\n")
             break
         rss = 0
-        for proc in [root, *root.children(recursive=True)]:
+        tree = [root, *root.children(recursive=True)]
+        for other in others:
+            with contextlib.suppress(psutil.Error):
+                tree += [other, *other.children(recursive=True)]
+        for proc in tree:
             try:
                 with proc.oneshot():
                     rss += proc.memory_info().rss
@@ -198,7 +285,12 @@ def measure(engine: str, interactions: int, command: list[str], env: dict[str, s
     log.write_text("".join(lines))
     text = [line.strip() for line in lines if line.strip()]
     tuning = next((line.split("services.refresh: ", 1)[-1] for line in text if "services.refresh: validation on" in line), "")
-    return Run(engine, interactions, process.returncode, wall, sum(cpu.values()), peak, text[-1] if text else "", tuning)
+    steps = None
+    if engine in SPARK_ENGINES:
+        steps = {step: float(found.group(1)) for step, pattern in STEPS.items()
+                 for found in [next(filter(None, map(pattern.search, text)), None)] if found}
+    return Run(engine, interactions, process.returncode, wall, sum(cpu.values()) - sum(before[pid] for pid in before if pid in cpu), peak,
+               text[-1] if text else "", tuning, steps)
 
 
 def report(runs: list[Run], args, env_settings: dict[str, str]) -> str:
@@ -219,14 +311,33 @@ def report(runs: list[Run], args, env_settings: dict[str, str]) -> str:
         result = "published" if run.returncode == 0 else f"**failed** ({run.returncode}): {run.last_line[:200]}"
         out.append(f"| {label(run.interactions)} | {run.engine} | {run.wall:,.1f} s | {run.cpu:,.0f} s | "
                    f"{run.peak_rss / gib:.2f} GiB | {result} |")
+    spark_runs = [run for run in runs if run.steps is not None]
+    if spark_runs:
+        out += ["", "A Spark run's seconds per step (its log lines; `other`: the rest of its wall time: starting "
+                "Spark, reading the catalog, EASE's inversion and weights, popularity, publishing):", "",
+                "| interactions | engine | " + " | ".join(STEPS) + " | other |",
+                "| --- | --- |" + " ---: |" * (len(STEPS) + 1)]
+        for run in spark_runs:
+            seconds = [run.steps.get(step) for step in STEPS]
+            other = run.wall - sum(x for x in seconds if x is not None)
+            out.append(f"| {label(run.interactions)} | {run.engine} | "
+                       + " | ".join("" if x is None else f"{x:,.1f} s" for x in seconds) + f" | {other:,.1f} s |")
+    compared_runs = [run for run in runs if run.comparison]
+    if compared_runs:
+        out += ["", "Each Spark model against numpy-untuned's of the same size (services/model_compare.py: ties "
+                "at the k-th weight aside, weights within 1e-9):", ""]
+        out += [f"- {label(run.interactions)}, {run.engine}: {run.comparison}" for run in compared_runs]
     by = {(run.interactions, run.engine): run for run in runs if run.returncode == 0}
     sizes = sorted({run.interactions for run in runs})
-    both = [size for size in sizes if (size, "numpy") in by and (size, "spark") in by]
-    if both:
-        out += ["", "Spark / numpy, per size (same run):", "", "| interactions | wall | peak memory |", "| --- | ---: | ---: |"]
-        for size in both:
-            numpy_run, spark_run = by[size, "numpy"], by[size, "spark"]
-            out.append(f"| {label(size)} | {spark_run.wall / numpy_run.wall:.1f}× | {spark_run.peak_rss / numpy_run.peak_rss:.1f}× |")
+    pairs = [(size, numpy_engine, spark) for size in sizes for numpy_engine in ("numpy", "numpy-untuned")
+             for spark in SPARK_ENGINES if (size, numpy_engine) in by and (size, spark) in by]
+    if pairs:
+        out += ["", "Spark / numpy, per size (same run):", "",
+                "| interactions | Spark / numpy | wall | peak memory |", "| --- | --- | ---: | ---: |"]
+        for size, numpy_engine, spark in pairs:
+            numpy_run, spark_run = by[size, numpy_engine], by[size, spark]
+            out.append(f"| {label(size)} | {spark} / {numpy_engine} | {spark_run.wall / numpy_run.wall:.2f}× | "
+                       f"{spark_run.peak_rss / numpy_run.peak_rss:.2f}× |")
     tuned = [size for size in sizes if (size, "numpy") in by and (size, "numpy-untuned") in by]
     if tuned:
         out += ["", "The refresh's tuning (REFRESH_TUNE, the default: numpy) against none (numpy-untuned), per size "
@@ -242,7 +353,7 @@ def report(runs: list[Run], args, env_settings: dict[str, str]) -> str:
         out += ["", "Growth from the previous size (data × the factor in the first column):", "",
                 "| from → to | data | engine | wall | peak memory |", "| --- | ---: | --- | ---: | ---: |"]
     for before, after in zip(sizes, sizes[1:]):
-        for engine in ("numpy", "spark"):
+        for engine in ("numpy", "numpy-untuned", "spark"):
             if (before, engine) in by and (after, engine) in by:
                 a, b = by[before, engine], by[after, engine]
                 out.append(f"| {label(before)} → {label(after)} | {after / before:g}× | {engine} | "

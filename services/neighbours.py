@@ -187,13 +187,27 @@ def co_occurrence(matrix: sp.csr_matrix, media: np.ndarray, progress: bool = Tru
     how many users have both media of each pair (the diagonal: each media's users)."""
     size = len(media)
     by_media = matrix[:, media].T.tocsr()  # media × users
-    user_media = by_media.T.tocsr()
     gram = np.empty((size, size), dtype=np.float64)
-    block = max(1, BLOCK_CELLS // max(size, 1))
-    for start in tqdm(range(0, size, block), desc="EASE: co-occurrence", unit=" blocks", disable=not progress):
-        stop = min(start + block, size)
-        gram[start:stop] = (by_media[start:stop] @ user_media).toarray()
+    co_occurrence_rows(by_media, 0, size, out=gram, progress=progress)
     return gram
+
+
+def co_occurrence_rows(by_media: sp.csr_matrix, start: int, stop: int, out: np.ndarray | None = None,
+                       progress: bool = False) -> np.ndarray:
+    """Rows `start` to `stop` of XᵀX, from the binary media × users matrix `by_media` (Xᵀ), a
+    block of BLOCK_CELLS cells at a time, into `out` (its rows `start` to `stop`) or a new
+    float32 array (exact: counts below 2²⁴); every engine counts the pairs this way."""
+    size = by_media.shape[0]
+    user_media = by_media.T.tocsr()
+    if out is None:
+        out, offset = np.empty((stop - start, size), dtype=np.float32), start
+    else:
+        offset = 0
+    block = max(1, BLOCK_CELLS // max(size, 1))
+    for first in tqdm(range(start, stop, block), desc="EASE: co-occurrence", unit=" blocks", disable=not progress):
+        last = min(first + block, stop)
+        out[first - offset : last - offset] = (by_media[first:last] @ user_media).toarray()
+    return out
 
 
 def ease_weights(gram: np.ndarray, ease_lambda: float) -> np.ndarray:

@@ -9,16 +9,16 @@ builds the table from them with the same code (services/neighbours.assemble):
    EngagementRepository.user_media_pairs does, media not live in the catalog dropped;
 2. per media, its liked and its positive users (one number each, to the driver); with
    NEIGHBOURS_USER_CAP, steps 2 to 4 count each user's most recent pairs only;
-3. the co-occurrence counts XᵀX of the EASE media (users liking both of a pair), to a dense
-   matrix on the driver, where EASE's weights are computed as in-process: the same counts, so
-   the same weights;
+3. the co-occurrence counts XᵀX of the EASE media (users liking both of a pair): the liked
+   pairs' media × users matrix of those media goes to the driver and, broadcast, to every
+   executor, where a task per block of rows counts them (neighbours.co_occurrence_rows, the
+   in-process code) and sends the block back dense; the driver computes EASE's weights as
+   in-process: the same counts, so the same weights;
 4. the damped cosine neighbours of the scale sample and the tail against every media: the
    positive pairs' matrix goes to the driver and, broadcast, to every executor, where a task
    per chunk of those media runs neighbours.cosine_neighbours (the in-process code) and sends
    back their top k only;
 5. the decayed popularity counts per media.
-
-Large results reach the driver in slices (`_collect`), so that its JVM holds one at a time.
 
 pyspark is optional (requirements-spark.txt): only this module imports it, and only the
 `--engine spark` refresh imports this module. The PostgreSQL JDBC driver is a jar on the driver
@@ -53,13 +53,9 @@ JDBC_DRIVER = "org.postgresql.Driver"
 MISSING = "pyspark is not installed: pip install -r requirements-spark.txt"
 # Interaction rows per JDBC partition (each a range of `id` read by one task).
 ROWS_PER_PARTITION = 2_000_000
-# The EASE head's pairs and the cosine step's chunks of media run in this many tasks per core
-# of the cluster (spark.default.parallelism). The head's input, a list per user, is small, so
-# adaptive execution would coalesce it into a few tasks, each then emitting all the pairs.
+# The EASE co-occurrence's blocks of head rows and the cosine step's chunks of media run in this
+# many tasks per core of the cluster (spark.default.parallelism) at least.
 PAIR_TASKS_PER_CORE = 4
-# Rows collected to the driver at a time (services/spark_engine._collect): about 60 MB of
-# Arrow on the driver's JVM heap, whose default (spark.driver.memory) is 1 GB.
-COLLECT_ROWS = 4_000_000
 # Microseconds from 1970-01-01 to 2000-01-01 (PostgreSQL's epoch, services/refresh.py's `newest`).
 POSTGRES_EPOCH_MICROS = 946_684_800 * 1_000_000
 
@@ -69,9 +65,13 @@ def start_session(master: str | None = None, conf: dict[str, str] | None = None,
     one, on the master spark-submit was given (--master), or else local[*] (this machine's
     cores). RefreshFailed when pyspark is missing."""
     try:
+        from pyspark import cloudpickle
         from pyspark.sql import SparkSession
     except ImportError:
         raise RefreshFailed(MISSING) from None
+    # The tasks run services/neighbours.py's functions: sent to the executors by value, so that
+    # they need numpy, scipy and tqdm, not this project.
+    cloudpickle.register_pickle_by_value(neighbours)
     options = {
         "spark.jars": jdbc_jar,
         "spark.sql.session.timeZone": "UTC",
@@ -362,40 +362,43 @@ class SparkSums:
             counts[found["m"]] = found["count"]
         return counts
 
-    def _spread(self, lists):
-        """`lists` (a row per user) in PAIR_TASKS_PER_CORE tasks per core of the cluster."""
-        return lists.repartition(self._read.spark.sparkContext.defaultParallelism * PAIR_TASKS_PER_CORE)
-
-    def _indices(self, values: np.ndarray):
-        from pyspark.sql import functions as F
-
-        return F.broadcast(self._read.spark.createDataFrame([(int(v),) for v in values], "m int"))
-
     def co_occurrence(self, head: np.ndarray, progress: bool) -> np.ndarray:
-        """XᵀX over `head`: each pair's users, counted from every user's list of liked head media."""
+        """XᵀX over `head`, X the liked pairs: the head's media × users matrix goes to the driver
+        and, broadcast, to every executor, where a task per block of head rows counts that
+        block (neighbours.co_occurrence_rows, the in-process code) and sends it back dense.
+        A row per pair of a user's liked head media instead, counted in a shuffle, is the
+        slowest way: 163 s of the 25M refresh's 449 s (bench/RESULTS-refresh-engines.md)."""
         from pyspark.sql import functions as F
 
-        lists = self._liked.join(self._indices(head), "m").groupBy("user_id").agg(F.array_sort(F.collect_list("m")).alias("ms"))
-        # Each pair i < j once (XᵀX is symmetric): i at position p with every media after it.
-        pair_counts = (
-            self._spread(lists).select(F.posexplode("ms").alias("p", "i"), "ms")
-            .select("i", F.explode(F.expr("slice(ms, p + 2, size(ms) - p - 1)")).alias("j"))
-            .groupBy("i", "j")
-            .agg(F.count(F.lit(1)).cast("int").alias("n"))
-        )
         size = len(head)
-        gram = np.zeros((size, size), dtype=np.float64)
+        spark = self._read.spark
         started = time.perf_counter()
-        found = 0
         with spark_step("EASE: co-occurrence on Spark"):
-            for counts in _collect(pair_counts, "i", size * (size - 1) // 2, "EASE: co-occurrence", progress):
-                i, j = np.searchsorted(head, counts["i"]), np.searchsorted(head, counts["j"])
-                gram[i, j] = counts["n"]
-                gram[j, i] = counts["n"]
-                found += len(i)
-        log.info("EASE: %s co-occurring pairs of %s media counted on Spark in %.1f s",
-                 found, size, time.perf_counter() - started)
-        gram[np.diag_indices(size)] = self.likes()[head]
+            positions = spark.createDataFrame([(int(m), p) for p, m in enumerate(head)], "m int, h int")
+            users = self._user_matrix(self._liked.join(F.broadcast(positions), "m"), "h", size)
+            by_media = users.T.tocsr()  # head × users
+            tasks = max(spark.sparkContext.defaultParallelism * PAIR_TASKS_PER_CORE,
+                        -(-size * size // neighbours.BLOCK_CELLS))
+            bounds = np.linspace(0, size, min(tasks, size) + 1).astype(np.int64)
+            shared = spark.sparkContext.broadcast((by_media.indptr, by_media.indices, by_media.shape))
+            co_occurrence_rows = neighbours.co_occurrence_rows
+
+            def block_counts(block: tuple[int, int]):
+                import scipy.sparse as sparse
+
+                indptr, indices, shape = shared.value
+                matrix = sparse.csr_matrix((np.ones(len(indices), np.float32), indices, indptr), shape=shape)
+                return block[0], co_occurrence_rows(matrix, block[0], block[1])
+
+            blocks = list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
+            found = spark.sparkContext.parallelize(blocks, len(blocks)).map(block_counts)
+            gram = np.empty((size, size), dtype=np.float64)
+            for first, counts in tqdm(found.toLocalIterator(), total=len(blocks), desc="EASE: co-occurrence",
+                                      unit=" tasks", disable=not progress):
+                gram[first : first + len(counts)] = counts
+            shared.unpersist()
+        log.info("EASE: co-occurrence of %s media (%s liked pairs) counted on Spark in %.1f s (%s tasks)",
+                 size, by_media.nnz, time.perf_counter() - started, len(blocks))
         return gram
 
     def cosine(self, row_sets: list[np.ndarray | None], progress: bool) -> list[neighbours.Table]:
@@ -417,18 +420,14 @@ class SparkSums:
         rows = np.arange(media_count) if every else (np.unique(np.concatenate(given)) if given else np.zeros(0, np.int64))
         if keep <= 0 or not self._positives.any() or len(rows) == 0:
             return [_empty() for _ in row_sets]
-        from pyspark import cloudpickle
-
         spark = self._read.spark
         started = time.perf_counter()
         with spark_step("cosine neighbours on Spark"):
-            matrix = self._positive_matrix()
+            matrix = self._user_matrix(self._positive, "m", media_count)
             tasks = min(len(rows), spark.sparkContext.defaultParallelism * PAIR_TASKS_PER_CORE)
             chunks = np.array_split(rows, tasks)
             shared = spark.sparkContext.broadcast((matrix.indptr, matrix.indices, matrix.shape))
             k, damping, shrinkage = s.k, s.user_damping, s.shrinkage
-            # Sent to the executors by value, so that they need numpy, scipy and tqdm, not this project.
-            cloudpickle.register_pickle_by_value(neighbours)
             cosine_neighbours = neighbours.cosine_neighbours
 
             def chunk_neighbours(chunk: np.ndarray):
@@ -453,44 +452,20 @@ class SparkSums:
             tables.append((media[mask], idx[mask], sim[mask]))
         return tables
 
-    def _positive_matrix(self):
-        """The binary users × media matrix of the positive pairs (the capped ones with a
-        user_cap), on the driver: a row per user, in no particular order."""
+    def _user_matrix(self, pairs, column: str, width: int):
+        """The binary users × `width` matrix (float64, sorted indices) of `pairs`' `column`, on
+        the driver: a row per user, in no particular order."""
         import scipy.sparse as sparse
         from pyspark.sql import functions as F
 
-        table = self._positive.groupBy("user_id").agg(F.collect_list("m").alias("ms")).select("ms").toArrow()
+        table = pairs.groupBy("user_id").agg(F.collect_list(column).alias("ms")).select("ms").toArrow()
         lists = table.column("ms").combine_chunks()
         indptr = lists.offsets.to_numpy().astype(np.int64)
         indices = lists.values.to_numpy().astype(np.int32)
         indptr = indptr - indptr[0]
-        matrix = sparse.csr_matrix((np.ones(len(indices)), indices, indptr), shape=(len(lists), self._read.media_count))
+        matrix = sparse.csr_matrix((np.ones(len(indices)), indices, indptr), shape=(len(lists), width))
         matrix.sort_indices()
         return matrix
-
-
-def _collect(frame, key: str, at_most: int, what: str, progress: bool):
-    """A DataFrame's rows (`at_most` of them at most) to the driver, as dicts of numpy arrays,
-    about COLLECT_ROWS rows at a time (slices by `key` modulo), so that the driver's JVM holds
-    one slice, not the whole result. A larger result is computed once (cached), counted, then
-    collected slice by slice."""
-    from pyspark import StorageLevel
-    from pyspark.sql import functions as F
-
-    if at_most <= COLLECT_ROWS:
-        found = _arrays(frame)
-        if len(found.get(key, ())):
-            yield found
-        return
-    frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        slices = max(1, -(-frame.count() // COLLECT_ROWS))
-        for part in tqdm(range(slices), desc=what, unit=" slices", disable=not progress):
-            found = _arrays(frame.where(F.col(key) % slices == part))
-            if len(found.get(key, ())):
-                yield found
-    finally:
-        frame.unpersist()
 
 
 def _empty() -> neighbours.Table:

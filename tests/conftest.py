@@ -238,6 +238,17 @@ def tcp_server(tmp_path_factory):
     server.cleanup()
 
 
+@pytest.fixture(scope="module")
+def movielens_tcp(tcp_server) -> DatabaseUrls:
+    """ml-latest-small imported (not refreshed) into databases of the module's `tcp_server`."""
+    from services.movielens_import import import_movielens
+
+    urls = tcp_server.create_urls("movielens")
+    apply_schema(urls, sources=True)
+    import_movielens(MOVIELENS_DIR, urls, progress=False)
+    return urls
+
+
 def free_port() -> int:
     """A TCP port nothing listens on right now."""
     with socket.socket() as s:

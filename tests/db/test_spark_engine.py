@@ -21,11 +21,10 @@ import pytest
 from database.catalog_repository import CatalogRepository
 from database.engagement_repository import EngagementRepository
 from database.records import InteractionWeights
-from database.schema import apply_schema
 from ml_service import jobs
 from services import neighbours, spark_engine
 from services.refresh import NumpyEngine, RefreshFailed
-from tests.conftest import MOVIELENS_DIR, ROOT, database_env, settings_for
+from tests.conftest import ROOT, database_env, settings_for
 from tests.model_equality import assert_same_model, assert_same_neighbours, by_row, published
 
 # pyspark is required, not skipped without: make test installs requirements-spark.txt.
@@ -33,13 +32,8 @@ import pyspark.sql  # noqa: E402,F401
 
 
 @pytest.fixture(scope="module")
-def urls(tcp_server):
-    urls = tcp_server.create_urls("spark")
-    apply_schema(urls, sources=True)
-    from services.movielens_import import import_movielens
-
-    import_movielens(MOVIELENS_DIR, urls, progress=False)
-    return urls
+def urls(movielens_tcp):
+    return movielens_tcp
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +99,8 @@ def test_a_parquet_snapshot_reads_as_the_database(urls, parquet_reads):
 def test_a_user_cap_builds_the_same_table(parquet_reads, monkeypatch):
     """NEIGHBOURS_USER_CAP: both engines count each user's 60 most recent liked and positive
     media (most of ml-latest-small's users have more), and build the same table. The EASE head's
-    pair counts reach the driver in slices of at most 300,000 rows here."""
-    monkeypatch.setattr(spark_engine, "COLLECT_ROWS", 300_000)
+    co-occurrence is counted in 7 tasks per core here (blocks of 142 or 143 rows on 2 cores)."""
+    monkeypatch.setattr(spark_engine, "PAIR_TASKS_PER_CORE", 7)
     read, expected = parquet_reads
     interactions = expected.interactions
     per_user = np.bincount(interactions.user[interactions.positive])
