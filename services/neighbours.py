@@ -186,19 +186,28 @@ def co_occurrence(matrix: sp.csr_matrix, media: np.ndarray, progress: bool = Tru
     """XᵀX, dense float64, with X the columns `media` of the binary users × media `matrix`:
     how many users have both media of each pair (the diagonal: each media's users)."""
     size = len(media)
-    by_media = matrix[:, media].T.tocsr()  # media × users
+    by_media, user_media = co_occurrence_operands(matrix[:, media])
     gram = np.empty((size, size), dtype=np.float64)
-    co_occurrence_rows(by_media, 0, size, out=gram, progress=progress)
+    co_occurrence_rows(by_media, user_media, 0, size, out=gram, progress=progress)
     return gram
 
 
-def co_occurrence_rows(by_media: sp.csr_matrix, start: int, stop: int, out: np.ndarray | None = None,
-                       progress: bool = False) -> np.ndarray:
-    """Rows `start` to `stop` of XᵀX, from the binary media × users matrix `by_media` (Xᵀ), a
-    block of BLOCK_CELLS cells at a time, into `out` (its rows `start` to `stop`) or a new
-    float32 array (exact: counts below 2²⁴); every engine counts the pairs this way."""
-    size = by_media.shape[0]
+def co_occurrence_operands(matrix: sp.csr_matrix) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """What `co_occurrence_rows` multiplies, from the binary users × media matrix X: Xᵀ
+    (media × users) and X, with sorted indices both (read-only, as for `cosine_operands`)."""
+    by_media = matrix.T.tocsr()
     user_media = by_media.T.tocsr()
+    for operand in (by_media, user_media):
+        operand.sort_indices()
+    return by_media, user_media
+
+
+def co_occurrence_rows(by_media: sp.csr_matrix, user_media: sp.csr_matrix, start: int, stop: int,
+                       out: np.ndarray | None = None, progress: bool = False) -> np.ndarray:
+    """Rows `start` to `stop` of XᵀX from its `co_occurrence_operands`, a block of BLOCK_CELLS
+    cells at a time, into `out` (its rows `start` to `stop`) or a new float32 array (exact:
+    counts below 2²⁴); every engine counts the pairs this way."""
+    size = by_media.shape[0]
     if out is None:
         out, offset = np.empty((stop - start, size), dtype=np.float32), start
     else:
@@ -293,23 +302,42 @@ def cosine_neighbours(
     with w from `user_weights(·, user_damping)`; with both 0 this is the plain cosine
     |users(i) ∩ users(j)| / sqrt(|users(i)| · |users(j)|). Only pairs with similarity > 0.
     """
-    media_count = matrix.shape[1]
-    rows = np.arange(media_count) if rows is None else np.asarray(rows, dtype=np.int64)
-    keep = min(k, media_count - 1)
-    if matrix.nnz == 0 or keep <= 0 or len(rows) == 0:
+    if matrix.nnz == 0:
         return _empty()
+    weighted, by_media = cosine_operands(matrix, user_damping)
+    return cosine_rows(weighted, by_media, k, shrinkage, rows, progress)
+
+
+def cosine_operands(matrix: sp.csr_matrix, user_damping: float) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """What `cosine_rows` multiplies, from the binary users × media `matrix`: the users × media
+    matrix of the users' weights (`user_weights`) and the binary media × users matrix, float64
+    with sorted indices both (so that they can be used read-only, as services/spark_engine.py
+    maps them)."""
     # Sums in float64 (the table keeps float32): another engine summing the same terms in
     # another order (services/spark_engine.py) agrees to about 1e-15, float32 sums only to 1e-7.
     matrix = matrix.astype(np.float64)
     by_media = matrix.T.tocsr()
     if user_damping:
         matrix = (sp.diags(user_weights(matrix, user_damping)) @ matrix).tocsr()
+    for operand in (matrix, by_media):
+        operand.sort_indices()
+    return matrix, by_media
+
+
+def cosine_rows(weighted: sp.csr_matrix, by_media: sp.csr_matrix, k: int, shrinkage: float = 0.0,
+                rows: np.ndarray | None = None, progress: bool = False) -> Table:
+    """`cosine_neighbours` from its `cosine_operands`, which it only reads."""
+    media_count = weighted.shape[1]
+    rows = np.arange(media_count) if rows is None else np.asarray(rows, dtype=np.int64)
+    keep = min(k, media_count - 1)
+    if weighted.nnz == 0 or keep <= 0 or len(rows) == 0:
+        return _empty()
     norms = np.sqrt(np.diff(by_media.indptr).astype(np.float64))
     block = max(1, BLOCK_CELLS // 2 // media_count)  # float64 cells: half as many per block
     out_media, out_idx, out_sim = [], [], []
     for start in tqdm(range(0, len(rows), block), desc="building neighbours", unit=" blocks", disable=not progress):
         seeds = rows[start : start + block]
-        counts = (by_media[seeds] @ matrix).toarray()
+        counts = (by_media[seeds] @ weighted).toarray()
         denominator = norms[seeds, None] * norms[None, :] + shrinkage
         # 0 where a media has no positive users (and so no co-interactions either)
         similarity = np.divide(counts, denominator, out=np.zeros_like(counts), where=denominator > 0)

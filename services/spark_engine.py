@@ -363,9 +363,10 @@ class SparkSums:
         return counts
 
     def co_occurrence(self, head: np.ndarray, progress: bool) -> np.ndarray:
-        """XᵀX over `head`, X the liked pairs: the head's media × users matrix goes to the driver
-        and, broadcast, to every executor, where a task per block of head rows counts that
-        block (neighbours.co_occurrence_rows, the in-process code) and sends it back dense.
+        """XᵀX over `head`, X the liked pairs: the head's users × media matrix goes to the driver
+        and, as files (executor_matrices), to every executor, where a task per block of head rows
+        counts that block (neighbours.co_occurrence_rows, the in-process code) and sends it
+        back dense.
         A row per pair of a user's liked head media instead, counted in a shuffle, is the
         slowest way: 163 s of the 25M refresh's 449 s (bench/RESULTS-refresh-engines.md)."""
         from pyspark.sql import functions as F
@@ -376,37 +377,34 @@ class SparkSums:
         with spark_step("EASE: co-occurrence on Spark"):
             positions = spark.createDataFrame([(int(m), p) for p, m in enumerate(head)], "m int, h int")
             users = self._user_matrix(self._liked.join(F.broadcast(positions), "m"), "h", size)
-            by_media = users.T.tocsr()  # head × users
+            operands = neighbours.co_occurrence_operands(users.astype(np.float32))  # as binary_matrix's
             tasks = max(spark.sparkContext.defaultParallelism * PAIR_TASKS_PER_CORE,
                         -(-size * size // neighbours.BLOCK_CELLS))
             bounds = np.linspace(0, size, min(tasks, size) + 1).astype(np.int64)
-            shared = spark.sparkContext.broadcast((by_media.indptr, by_media.indices, by_media.shape))
-            co_occurrence_rows = neighbours.co_occurrence_rows
-
-            def block_counts(block: tuple[int, int]):
-                import scipy.sparse as sparse
-
-                indptr, indices, shape = shared.value
-                matrix = sparse.csr_matrix((np.ones(len(indices), np.float32), indices, indptr), shape=shape)
-                return block[0], co_occurrence_rows(matrix, block[0], block[1])
-
             blocks = list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
-            found = spark.sparkContext.parallelize(blocks, len(blocks)).map(block_counts)
             gram = np.empty((size, size), dtype=np.float64)
-            for first, counts in tqdm(found.toLocalIterator(), total=len(blocks), desc="EASE: co-occurrence",
-                                      unit=" tasks", disable=not progress):
-                gram[first : first + len(counts)] = counts
-            shared.unpersist()
+            with executor_matrices(spark, operands) as mapped:
+                co_occurrence_rows = neighbours.co_occurrence_rows
+
+                def block_counts(block: tuple[int, int]):
+                    by_media, user_media = mapped()
+                    return block[0], co_occurrence_rows(by_media, user_media, block[0], block[1])
+
+                found = spark.sparkContext.parallelize(blocks, len(blocks)).map(block_counts)
+                for first, counts in tqdm(found.toLocalIterator(), total=len(blocks), desc="EASE: co-occurrence",
+                                          unit=" tasks", disable=not progress):
+                    gram[first : first + len(counts)] = counts
         log.info("EASE: co-occurrence of %s media (%s liked pairs) counted on Spark in %.1f s (%s tasks)",
-                 size, by_media.nnz, time.perf_counter() - started, len(blocks))
+                 size, users.nnz, time.perf_counter() - started, len(blocks))
         return gram
 
     def cosine(self, row_sets: list[np.ndarray | None], progress: bool) -> list[neighbours.Table]:
         """neighbours.cosine_neighbours of each set of rows, from one Spark job over their union.
 
         The rows are cut into PAIR_TASKS_PER_CORE chunks per core of the cluster, a task each: a
-        task runs the numpy engine's own `cosine_neighbours` on its rows against the positive
-        pairs' matrix (broadcast to the executors once) and sends back only each row's k best.
+        task runs the numpy engine's own `cosine_rows` on its rows against the positive pairs'
+        matrices (sent to each executor once, as files: executor_matrices) and sends back only
+        each row's k best.
         Emitting a row per pair of media instead, to be summed in a shuffle, makes 1.2 billion
         rows at 25M interactions (600 million distinct pairs: bench/spark_tail_rows.py), where
         this sends 5 million. The executors run Python (numpy, scipy): docs/spark.md says how
@@ -423,24 +421,20 @@ class SparkSums:
         spark = self._read.spark
         started = time.perf_counter()
         with spark_step("cosine neighbours on Spark"):
-            matrix = self._user_matrix(self._positive, "m", media_count)
+            operands = neighbours.cosine_operands(self._user_matrix(self._positive, "m", media_count), s.user_damping)
             tasks = min(len(rows), spark.sparkContext.defaultParallelism * PAIR_TASKS_PER_CORE)
             chunks = np.array_split(rows, tasks)
-            shared = spark.sparkContext.broadcast((matrix.indptr, matrix.indices, matrix.shape))
-            k, damping, shrinkage = s.k, s.user_damping, s.shrinkage
-            cosine_neighbours = neighbours.cosine_neighbours
+            with executor_matrices(spark, operands) as mapped:
+                k, shrinkage = s.k, s.shrinkage
+                cosine_rows = neighbours.cosine_rows
 
-            def chunk_neighbours(chunk: np.ndarray):
-                import scipy.sparse as sparse
+                def chunk_neighbours(chunk: np.ndarray):
+                    weighted, by_media = mapped()
+                    return cosine_rows(weighted, by_media, k, shrinkage, chunk)
 
-                indptr, indices, shape = shared.value
-                positive = sparse.csr_matrix((np.ones(len(indices)), indices, indptr), shape=shape)
-                return cosine_neighbours(positive, k, False, damping, shrinkage, chunk)
-
-            found = spark.sparkContext.parallelize(chunks, tasks).map(chunk_neighbours)
-            parts = list(tqdm(found.toLocalIterator(), total=tasks, desc="cosine neighbours", unit=" tasks",
-                              disable=not progress))
-            shared.unpersist()
+                found = spark.sparkContext.parallelize(chunks, tasks).map(chunk_neighbours)
+                parts = list(tqdm(found.toLocalIterator(), total=tasks, desc="cosine neighbours", unit=" tasks",
+                                  disable=not progress))
         media = np.concatenate([np.zeros(0, np.int32)] + [i for i, _, _ in parts])
         idx = np.concatenate([np.zeros(0, np.int32)] + [j for _, j, _ in parts])
         sim = np.concatenate([np.zeros(0, np.float32)] + [w for _, _, w in parts])
@@ -466,6 +460,42 @@ class SparkSums:
         matrix = sparse.csr_matrix((np.ones(len(indices)), indices, indptr), shape=(len(lists), width))
         matrix.sort_indices()
         return matrix
+
+
+@contextlib.contextmanager
+def executor_matrices(spark, matrices):
+    """Sparse matrices that every task of a job reads from files on its own machine: written
+    on the driver (.npy, one per array), sent to each executor once (SparkContext.addFile),
+    and mapped read-only by the tasks (numpy's mmap_mode), so that a machine holds their pages
+    once, in its page cache, however many Python workers (one per core) read them; a broadcast
+    value is unpickled into every Python worker instead, a copy per core. Yields the function
+    that gives them back in a task (a local function: cloudpickle sends it by value, so the
+    executors need numpy and scipy, not this project). The driver's files are removed at the end."""
+    import shutil
+    import tempfile
+
+    directory = tempfile.mkdtemp(prefix="ml-service-matrices-")
+    tag = uuid.uuid4().hex  # SparkContext.addFile refuses a name it was given before
+    layout = []
+    try:
+        for n, matrix in enumerate(matrices):
+            names = tuple(f"{tag}-{n}-{part}.npy" for part in ("data", "indices", "indptr"))
+            for name, array in zip(names, (matrix.data, matrix.indices, matrix.indptr)):
+                np.save(os.path.join(directory, name), array)
+                spark.sparkContext.addFile(os.path.join(directory, name))
+            layout.append((names, matrix.shape))
+
+        def mapped() -> list:
+            import scipy.sparse as sparse
+            from pyspark import SparkFiles
+
+            return [sparse.csr_matrix(tuple(np.load(SparkFiles.get(name), mmap_mode="r") for name in names),
+                                      shape=shape, copy=False)
+                    for names, shape in layout]
+
+        yield mapped
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _empty() -> neighbours.Table:
