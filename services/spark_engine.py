@@ -10,14 +10,14 @@ builds the table from them with the same code (services/neighbours.assemble):
 2. per media, its liked and its positive users (one number each, to the driver); with
    NEIGHBOURS_USER_CAP, steps 2 to 4 count each user's most recent pairs only;
 3. the co-occurrence counts XᵀX of the EASE media (users liking both of a pair): the liked
-   pairs' media × users matrix of those media goes to the driver and, broadcast, to every
+   pairs' matrices of those media go to the driver and, as files (executor_matrices), to every
    executor, where a task per block of rows counts them (neighbours.co_occurrence_rows, the
    in-process code) and sends the block back dense; the driver computes EASE's weights as
    in-process: the same counts, so the same weights;
 4. the damped cosine neighbours of the scale sample and the tail against every media: the
-   positive pairs' matrix goes to the driver and, broadcast, to every executor, where a task
-   per chunk of those media runs neighbours.cosine_neighbours (the in-process code) and sends
-   back their top k only;
+   positive pairs' matrices go to the driver and, as files, to every executor, where a task
+   per chunk of those media runs neighbours.cosine_rows (the in-process code) and sends back
+   their top k only;
 5. the decayed popularity counts per media.
 
 pyspark is optional (requirements-spark.txt): only this module imports it, and only the
@@ -368,7 +368,7 @@ class SparkSums:
         counts that block (neighbours.co_occurrence_rows, the in-process code) and sends it
         back dense.
         A row per pair of a user's liked head media instead, counted in a shuffle, is the
-        slowest way: 163 s of the 25M refresh's 449 s (bench/RESULTS-refresh-engines.md)."""
+        slowest way: 163 s of a 25M refresh's 449 s, where this takes 22 s (docs/spark.md)."""
         from pyspark.sql import functions as F
 
         size = len(head)
@@ -384,6 +384,7 @@ class SparkSums:
             blocks = list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
             gram = np.empty((size, size), dtype=np.float64)
             with executor_matrices(spark, operands) as mapped:
+                on_driver = time.perf_counter() - started  # collecting, building and writing the matrices
                 co_occurrence_rows = neighbours.co_occurrence_rows
 
                 def block_counts(block: tuple[int, int]):
@@ -394,8 +395,9 @@ class SparkSums:
                 for first, counts in tqdm(found.toLocalIterator(), total=len(blocks), desc="EASE: co-occurrence",
                                           unit=" tasks", disable=not progress):
                     gram[first : first + len(counts)] = counts
-        log.info("EASE: co-occurrence of %s media (%s liked pairs) counted on Spark in %.1f s (%s tasks)",
-                 size, users.nnz, time.perf_counter() - started, len(blocks))
+        log.info("EASE: co-occurrence of %s media (%s liked pairs) counted on Spark in %.1f s (%s tasks; the "
+                 "matrices collected, built and written on the driver in %.1f s of it)",
+                 size, users.nnz, time.perf_counter() - started, len(blocks), on_driver)
         return gram
 
     def cosine(self, row_sets: list[np.ndarray | None], progress: bool) -> list[neighbours.Table]:
@@ -425,6 +427,7 @@ class SparkSums:
             tasks = min(len(rows), spark.sparkContext.defaultParallelism * PAIR_TASKS_PER_CORE)
             chunks = np.array_split(rows, tasks)
             with executor_matrices(spark, operands) as mapped:
+                on_driver = time.perf_counter() - started
                 k, shrinkage = s.k, s.shrinkage
                 cosine_rows = neighbours.cosine_rows
 
@@ -438,8 +441,10 @@ class SparkSums:
         media = np.concatenate([np.zeros(0, np.int32)] + [i for i, _, _ in parts])
         idx = np.concatenate([np.zeros(0, np.int32)] + [j for _, j, _ in parts])
         sim = np.concatenate([np.zeros(0, np.float32)] + [w for _, _, w in parts])
-        log.info("cosine: %s neighbours of %s media found on Spark in %.1f s (%s tasks)",
-                 len(media), "every" if every else len(rows), time.perf_counter() - started, tasks)
+        log.info("cosine: %s neighbours of %s media (%s positive pairs) found on Spark in %.1f s (%s tasks; the "
+                 "matrices collected, built and written on the driver in %.1f s of it)",
+                 len(media), "every" if every else len(rows), operands[0].nnz, time.perf_counter() - started, tasks,
+                 on_driver)
         tables = []
         for rows_set in row_sets:
             mask = np.ones(len(media), dtype=bool) if rows_set is None else np.isin(media, rows_set)
