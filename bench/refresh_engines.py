@@ -136,12 +136,12 @@ def on_cluster(interactions: int, env: dict[str, str], conf: dict[str, str], tim
     """The refresh submitted to a standalone cluster started for it; measured with the
     cluster's daemons (and so its executors), started beforehand and stopped afterwards."""
     with spark_cluster.standalone_cluster(CLUSTER_WORKERS, log.with_suffix(""), memory=CLUSTER_WORKER_MEMORY) as cluster:
-        command = spark_cluster.submit_command(
-            cluster.master, ["--force"], driver_memory=conf.get("spark.driver.memory", "2g"),
-            executor_memory=CLUSTER_EXECUTOR_MEMORY, conf={k: v for k, v in conf.items() if k != "spark.driver.memory"})
+        command, submit_env = spark_cluster.submission(
+            cluster.master, ["--force"], {k: v for k, v in env.items() if k.endswith("_DB_URL")},
+            driver_memory=conf.get("spark.driver.memory", "2g"), executor_memory=CLUSTER_EXECUTOR_MEMORY,
+            conf={k: v for k, v in conf.items() if k != "spark.driver.memory"})
         print(f"{label(interactions)} spark-cluster ({CLUSTER_WORKERS} workers): spark-submit "
               f"{' '.join(command[1:])}", flush=True)
-        submit_env = spark_cluster.submit_env({k: v for k, v in env.items() if k.endswith("_DB_URL")})
         return measure("spark-cluster", interactions, command, submit_env, timeout, log, also=cluster.daemons)
 
 

@@ -37,6 +37,7 @@ class Cluster:
     master: str  # spark://127.0.0.1:PORT
     status: str  # the master's status as JSON (its web UI's /json/)
     daemons: tuple[int, ...]  # the master's and the workers' process ids
+    work: Path  # the workers' directory: an executor's working directory is work/<application>/<executor>
 
     def application(self, name_part: str) -> dict:
         """The finished application whose name holds `name_part`, as the master's status gives it."""
@@ -72,7 +73,7 @@ def standalone_cluster(workers: int, logs: Path, cores: int = 1, memory: str = "
             if any(p.poll() is not None for p in processes):
                 raise RuntimeError(f"a Spark daemon exited: logs in {logs}")
             time.sleep(0.5)
-        yield Cluster(master, status, tuple(p.pid for p in processes))
+        yield Cluster(master, status, tuple(p.pid for p in processes), logs / "work")
     finally:
         for process in processes:
             process.terminate()
@@ -90,23 +91,28 @@ def alive_workers(status: str) -> int:
         return 0
 
 
-def submit_command(master: str, refresh_args: list[str], driver_memory: str = "2g", executor_memory: str = "1g",
-                   executor_cores: int = 1, conf: dict[str, str] | None = None) -> list[str]:
-    """`spark-submit ... ml_service/__main__.py refresh --engine spark REFRESH_ARGS`, as docs/spark.md shows."""
+def submission(master: str, refresh_args: list[str], database_env: dict[str, str], driver_memory: str = "2g",
+               executor_memory: str = "1g", executor_cores: int = 1, conf: dict[str, str] | None = None,
+               environment_archive: Path | None = None) -> tuple[list[str], dict[str, str]]:
+    """The command `spark-submit ... ml_service/__main__.py refresh --engine spark REFRESH_ARGS`
+    and its environment, as docs/spark.md shows: this environment without its *_DB_URL, then
+    `database_env`'s; the driver runs this interpreter, with the project on its path, and so do
+    the executors, or with `environment_archive` (a venv-pack archive of
+    requirements-spark-executors.txt) the archive's Python, which Spark unpacks beside each
+    executor (spark.archives)."""
     command = [str(spark_home() / "bin" / "spark-submit"), "--master", master, "--deploy-mode", "client",
                "--jars", spark_engine.JDBC_JAR, "--driver-memory", driver_memory,
                "--executor-cores", str(executor_cores), "--executor-memory", executor_memory]
+    if environment_archive is not None:
+        command += ["--archives", f"{environment_archive}#environment"]
     for key, value in {"spark.ui.enabled": "false", **(conf or {})}.items():
         command += ["--conf", f"{key}={value}"]
-    return command + [str(ROOT / "ml_service" / "__main__.py"), "refresh", "--engine", "spark", *refresh_args]
-
-
-def submit_env(database_env: dict[str, str]) -> dict[str, str]:
-    """spark-submit's environment: this one without its *_DB_URL, then `database_env`'s; the
-    driver and the executors run this interpreter, with the project on its path."""
-    return {**{k: v for k, v in os.environ.items() if not k.endswith("_DB_URL")}, **database_env,
-            "PYTHONPATH": str(ROOT), "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
-            "SPARK_HOME": str(spark_home()), "SPARK_LOCAL_IP": "127.0.0.1"}
+    command += [str(ROOT / "ml_service" / "__main__.py"), "refresh", "--engine", "spark", *refresh_args]
+    env = {**{k: v for k, v in os.environ.items() if not k.endswith("_DB_URL")}, **database_env,
+           "PYTHONPATH": str(ROOT), "PYSPARK_DRIVER_PYTHON": sys.executable,
+           "PYSPARK_PYTHON": sys.executable if environment_archive is None else "./environment/bin/python",
+           "SPARK_HOME": str(spark_home()), "SPARK_LOCAL_IP": "127.0.0.1"}
+    return command, env
 
 
 def free_port() -> int:

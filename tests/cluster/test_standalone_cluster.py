@@ -9,7 +9,9 @@ numpy engine's on the same data (ml-latest-small).
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -34,10 +36,26 @@ def cluster(tmp_path_factory):
         yield running
 
 
-def submit(master: str, urls, *args: str) -> subprocess.CompletedProcess:
-    command = spark_cluster.submit_command(master, list(args), conf={"spark.sql.shuffle.partitions": "8"})
-    env = spark_cluster.submit_env(database_env(urls))
+def submit(master: str, urls, *args: str, environment_archive: Path | None = None) -> subprocess.CompletedProcess:
+    command, env = spark_cluster.submission(master, list(args), database_env(urls),
+                                            conf={"spark.sql.shuffle.partitions": "8"},
+                                            environment_archive=environment_archive)
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def packed_environment(tmp_path_factory) -> Path:
+    """requirements-spark-executors.txt in a venv of its own, packed with venv-pack, as
+    docs/spark.md says (uv installs it, from its cache, instead of pip)."""
+    where = tmp_path_factory.mktemp("executors")
+    bin_dir = Path(sys.executable).parent
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where / "env")], check=True)
+    subprocess.run([str(bin_dir / "uv"), "pip", "install", "--quiet", "--native-tls", "--python",
+                    str(where / "env" / "bin" / "python"), "-r", str(ROOT / "requirements-spark-executors.txt")],
+                   check=True, cwd=ROOT)
+    archive = where / "environment.tar.gz"
+    subprocess.run([str(bin_dir / "venv-pack"), "-p", str(where / "env"), "-o", str(archive), "-q"], check=True)
+    return archive
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +76,14 @@ def snapshot(urls, tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("source", ["jdbc", "parquet"])
-def test_the_cluster_publishes_the_numpy_model(cluster, urls, numpy_model, snapshot, source):
+@pytest.mark.parametrize("source", ["jdbc", "parquet", "jdbc, packed environment"])
+def test_the_cluster_publishes_the_numpy_model(cluster, urls, numpy_model, snapshot, packed_environment, source):
+    """The executors run this interpreter, or (packed environment) the Python of a venv-pack
+    archive of requirements-spark-executors.txt that spark.archives unpacks beside each of them:
+    without this project or pyspark, so the tasks' code reaches them by value."""
     started = time.perf_counter()
-    done = submit(cluster.master, urls, *(["--source", "parquet", snapshot] if source == "parquet" else []))
+    done = submit(cluster.master, urls, *(["--source", "parquet", snapshot] if source == "parquet" else []),
+                  environment_archive=packed_environment if "packed" in source else None)
     seconds = time.perf_counter() - started
     assert done.returncode == 0, done.stderr[-4000:]
     # spark-submit passes the command's stderr (its log) on to its stdout: the answer is the last line.
@@ -80,5 +102,7 @@ def test_the_cluster_publishes_the_numpy_model(cluster, urls, numpy_model, snaps
     # It ran on the cluster: both workers' cores, an executor on each.
     app = cluster.application("ml-service refresh")
     assert app["cores"] == WORKERS and app["state"] == "FINISHED", app
+    unpacked = sorted((cluster.work / app["id"]).glob("*/environment/bin/python"))
+    assert len(unpacked) == (WORKERS if "packed" in source else 0), unpacked
     print(f"standalone cluster ({WORKERS} workers), {source}: published in {seconds:.0f} s; {compared} neighbour "
           f"weights in both, largest difference {worst:.2e}")
