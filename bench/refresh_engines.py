@@ -197,7 +197,7 @@ def database(pgdata: Path, interactions: int):
         for name, value in {"fsync": "off", "shared_buffers": "2GB", "maintenance_work_mem": "1GB",
                             "max_wal_size": "8GB"}.items():
             conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
-    port = free_port()
+    port = spark_cluster.free_port()
     pg_ctl(["-w", "restart", "-m", "fast", "-o", f"-h 127.0.0.1 -p {port}"], pgdata=pgdata,
            user=server.system_user, timeout=300)
     try:
@@ -231,14 +231,6 @@ class TcpServer:
 
     def get_uri(self, database: str = "postgres") -> str:
         return psycopg.conninfo.make_conninfo(self.admin, dbname=database)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def measure(engine: str, interactions: int, command: list[str], env: dict[str, str], timeout: float, log: Path,

@@ -302,8 +302,6 @@ def cosine_neighbours(
     with w from `user_weights(·, user_damping)`; with both 0 this is the plain cosine
     |users(i) ∩ users(j)| / sqrt(|users(i)| · |users(j)|). Only pairs with similarity > 0.
     """
-    if matrix.nnz == 0:
-        return _empty()
     weighted, by_media = cosine_operands(matrix, user_damping)
     return cosine_rows(weighted, by_media, k, shrinkage, rows, progress)
 
