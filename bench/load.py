@@ -18,7 +18,7 @@ from pathlib import Path
 
 import aiohttp
 
-SCENARIOS = ("health", "single", "batch", "live_sql", "filtered", "excluded", "similar")
+SCENARIOS = ("health", "single", "batch", "live_sql", "filtered", "excluded", "similar", "because")
 BATCH_SIZE = 50
 # A row of the "filtered" scenario: genres both data sets have, and a range of years.
 FILTERED_ROW = "genres=Comedy&genres=Romance&release_year_min=1990&release_year_max=2009"
@@ -27,9 +27,10 @@ EXCLUDED_PER_REQUEST = 20
 
 
 def request_for(
-    scenario: str, ids: list[str], rng: random.Random, media: list[str] = ()
+    scenario: str, ids: list[str], rng: random.Random, media: list[str] = (), liked: list[str] = ()
 ) -> tuple[str, str, dict | None]:
-    """(method, path, JSON body) of one request of `scenario` with random real user (and media) ids."""
+    """(method, path, JSON body) of one request of `scenario` with random real user (and media) ids;
+    `liked` holds "USER MEDIA" pairs, a media each user liked or watched (the because scenario)."""
     if scenario == "health":
         return "GET", "/health", None
     if scenario == "single":
@@ -39,6 +40,9 @@ def request_for(
     if scenario == "excluded":
         excluded = "&".join(f"exclude={m}" for m in rng.sample(media, min(EXCLUDED_PER_REQUEST, len(media))))
         return "GET", f"/api/recommendations/{rng.choice(ids)}?{excluded}", None
+    if scenario == "because":
+        user, seed = rng.choice(liked).split()
+        return "GET", f"/api/recommendations/{user}?because={seed}", None
     if scenario == "similar":
         return "GET", f"/api/media/{rng.choice(media)}/similar", None
     if scenario == "batch":
@@ -49,7 +53,7 @@ def request_for(
 
 
 async def run(url: str, scenario: str, ids: list[str], connections: int, duration: float,
-              max_requests: int, warmup: float, seed: int, media: list[str] = ()) -> dict:
+              max_requests: int, warmup: float, seed: int, media: list[str] = (), liked: list[str] = ()) -> dict:
     """Drive the load; returns counts, errors, throughput and latency percentiles (ms)."""
     rng = random.Random(seed)
     latencies: list[float] = []
@@ -61,7 +65,7 @@ async def run(url: str, scenario: str, ids: list[str], connections: int, duratio
     async with aiohttp.ClientSession(url, connector=connector, timeout=timeout) as session:
 
         async def one(record: bool) -> None:
-            method, path, body = request_for(scenario, ids, rng, media)
+            method, path, body = request_for(scenario, ids, rng, media, liked)
             started = time.perf_counter()
             try:
                 async with session.request(method, path, json=body) as response:
@@ -132,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenario", choices=SCENARIOS, required=True)
     parser.add_argument("--ids", help="file with one user id per line (not needed for health)")
     parser.add_argument("--media", help="file with one media id per line (the excluded and similar scenarios)")
+    parser.add_argument("--liked", help='file with one "USER_ID MEDIA_ID" pair per line, a media the user liked '
+                        "or watched (the because scenario)")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--max-requests", type=int, default=10**9)
@@ -145,8 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     media = open(args.media).read().split() if args.media else []
     if args.scenario in ("excluded", "similar") and not media:
         parser.error(f"--media with media ids is required for the {args.scenario} scenario")
+    liked = open(args.liked).read().splitlines() if args.liked else []
+    if args.scenario == "because" and not liked:
+        parser.error("--liked with user and media id pairs is required for the because scenario")
     result = asyncio.run(run(args.url, args.scenario, ids, args.connections, args.duration,
-                             args.max_requests, args.warmup, args.seed, media))
+                             args.max_requests, args.warmup, args.seed, media, liked))
     if args.latencies:
         Path(args.latencies).write_text(json.dumps(result["latencies"]))
     json.dump({k: v for k, v in result.items() if k != "latencies"}, sys.stdout)

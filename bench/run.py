@@ -56,9 +56,10 @@ SCENARIO_NAMES = {
     "filtered": "GET /api/recommendations/<id>?genres=..&release_year_min=.. (a filtered row)",
     "excluded": "GET /api/recommendations/<id>?exclude=<20 media ids> (a row leaving out what a page shows)",
     "similar": "GET /api/media/<id>/similar (more like this, 1 random media)",
+    "because": "GET /api/recommendations/<id>?because=<a media they liked> (because you watched)",
 }
 REQUIRED_SCENARIOS = ("health", "single", "batch", "live_sql")
-INTERLEAVED = ("health", "single", "batch", "filtered", "excluded", "similar")
+INTERLEAVED = ("health", "single", "batch", "filtered", "excluded", "similar", "because")
 COMPARED = ("single", "batch")  # also measured on the --baseline-ref server
 
 
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of unrecorded load before each scenario")
     parser.add_argument("--live-sql-requests", type=int, default=16,
                         help="requests of the (slow) live SQL reference; it stops at --duration too")
-    parser.add_argument("--scenarios", default="health,single,batch,filtered,excluded,similar,live_sql,single_alone,batch_alone",
+    parser.add_argument("--scenarios", default="health,single,batch,filtered,excluded,similar,because,live_sql,single_alone,batch_alone",
                         help="comma-separated subset to run (the report needs the first four)")
     parser.add_argument("--profile-requests", type=int, default=200,
                         help="requests timed stage by stage in one process after the load (0: skip)")
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=4,
-                        help="health, single, batch, filtered, excluded and similar alternate in this many rounds of "
+                        help="health, single, batch, filtered, excluded, similar and because alternate in this many rounds of "
                              "duration / rounds seconds")
     parser.add_argument("--experiment", action="store_true",
                         help="run an A/A experiment (two variants, no overrides: what the experiment machinery costs) while measuring: every answer is "
@@ -116,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         ids_file = Path(tmp) / "ids.txt"
         ids_file.write_text("\n".join(ids))
         (Path(tmp) / "media.txt").write_text("\n".join(_media_ids(urls, args.seed)))
+        (Path(tmp) / "liked.txt").write_text("\n".join(_liked(urls, ids[:2_000])))
         log = Path(tmp) / "gunicorn.log"
         models_dir = Path(tmp) / "models"
         gunicorn = _start_gunicorn(urls, port, args, log, MODEL_SHARE_DIR=str(models_dir))
@@ -297,6 +299,28 @@ def _media_ids(urls, seed: int, count: int = 2_000) -> list[str]:
     return ids[:count]
 
 
+def _liked(urls, user_ids: list[str]) -> list[str]:
+    """"USER MEDIA" pairs: for each of `user_ids` with one, the media they rated highest among
+    those they liked or watched and never disliked (what `because` accepts), if it is live."""
+    with psycopg.connect(urls.engagement) as conn:
+        rows = conn.execute(
+            """
+            SELECT DISTINCT ON (user_id) user_id, media_id
+              FROM interaction i
+             WHERE user_id = ANY(%s::uuid[]) AND type IN ('LIKE', 'WATCH') AND coalesce(interaction_value, 1) > 0
+               AND NOT EXISTS (SELECT FROM interaction d
+                                WHERE d.user_id = i.user_id AND d.media_id = i.media_id AND d.type = 'DISLIKE')
+          ORDER BY user_id, interaction_value DESC NULLS LAST, media_id
+            """,
+            (user_ids,),
+        ).fetchall()
+    with psycopg.connect(urls.catalog) as conn:
+        live = {row[0] for row in conn.execute(
+            "SELECT id FROM medias WHERE id = ANY(%s::uuid[]) AND deleted_at IS NULL", ([media for _, media in rows],)
+        )}
+    return [f"{user} {media}" for user, media in rows if media in live]
+
+
 def _free_port() -> int:
     import socket
 
@@ -428,7 +452,7 @@ def _measure(base: str, scenario: str, ids_file: Path, args, processes: dict, tm
     latencies = tmp / "latencies.json"
     command = [
         sys.executable, "-m", "bench.load", "--url", base, "--ids", str(ids_file), "--media", str(tmp / "media.txt"),
-        "--scenario", scenario.removesuffix("_alone"),
+        "--liked", str(tmp / "liked.txt"), "--scenario", scenario.removesuffix("_alone"),
         "--connections", str(1 if scenario.endswith("_alone") else args.connections),
         "--duration", str(duration), "--warmup", str(warmup), "--seed", str(args.seed),
         "--latencies", str(latencies),
@@ -599,7 +623,7 @@ def _report(results: dict, memory: dict, size: dict, args, argv, profiles: list[
         f"LOG_LEVEL=WARNING (no access log line per request); "
         f"load: {args.connections} concurrent keep-alive connections (closed loop, asyncio + aiohttp, "
         f"separate process), {args.duration:g} s per scenario after {args.warmup:g} s of warm-up; "
-        f"/health, single, batch, filtered, excluded and similar alternate in {args.rounds} rounds of "
+        f"/health, single, batch, filtered, excluded, similar and because alternate in {args.rounds} rounds of "
         f"{args.duration / args.rounds:g} s "
         f"(1 s of warm-up after the first), so a busy moment of the machine hits each alike; "
         f"the live SQL reference at most {args.live_sql_requests} requests.",
@@ -640,7 +664,7 @@ def _report(results: dict, memory: dict, size: dict, args, argv, profiles: list[
             f"{os.cpu_count()} = {_fmt(args.connections * sum(cpu) / os.cpu_count(), 1)} ms each (measured mean: "
             f"{_fmt(batch['mean_ms'], 1)} ms); the load client uses the same cores"
         )
-    for key in ("filtered", "excluded", "similar"):
+    for key in ("filtered", "excluded", "similar", "because"):
         if key in results:
             lines.append(
                 f"- {SCENARIO_NAMES[key]}: {_fmt(_cpu_ratio(results[key], single, 'server'), 3)}x the single-user "
