@@ -57,7 +57,7 @@ class UserProfile:
     genres: frozenset[str]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Media:
     """A live media of the catalog, as a recommendation shows it."""
 

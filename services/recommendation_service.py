@@ -58,7 +58,7 @@ class ExperimentTag:
     variant: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Recommendation:
     """One recommended media with the parts of its score and where it came from."""
 
@@ -127,17 +127,26 @@ class _Ask:
     diversity: float
 
 
-@dataclass
 class _Described:
     """What the catalog said of the media one request ranked, by model index (None: not live)."""
 
-    media: dict[int, Media | None]
-    filters: MediaFilter
+    __slots__ = ("media", "_matches")
+
+    def __init__(self, media: dict[int, Media | None], filters: MediaFilter) -> None:
+        self.media = media
+        self._matches = filters.matches if filters else None  # None: every live media passes
 
     def live(self, idx: int) -> Media | None:
         """The media if live and passing the request's filters as the catalog describes it now."""
         media = self.media[idx]
-        return media if media is not None and self.filters.matches(media) else None
+        return media if media is not None and (self._matches is None or self._matches(media)) else None
+
+    def live_count(self, indices: list[int]) -> int:
+        """How many of `indices` are live media passing the filters."""
+        media, matches = self.media, self._matches
+        if matches is None:
+            return sum(media[i] is not None for i in indices)
+        return sum(media[i] is not None and matches(media[i]) for i in indices)
 
 
 class RecommendationService:
@@ -408,7 +417,7 @@ class RecommendationService:
             explained = scoring.because(model, user, head, BECAUSE_MEDIA) if user is not None else [[] for _ in head]
             self._describe([(model, [*seeds.tolist(), *head.tolist(), *(i for e in explained for i in e)], described)],
                            deadline)
-            live = sum(described.live(i) is not None for i in head.tolist())
+            live = described.live_count(head.tolist())
             if live >= shown or asked == len(idx):
                 break
             asked = min(len(idx), asked * 2)
@@ -438,19 +447,21 @@ class RecommendationService:
     ) -> list[tuple[int, Recommendation]]:
         """The ranking's live media as (model index, Recommendation), best first."""
         items = []
-        for i, (idx, score, content, collaborative, hybrid) in enumerate(zip(
+        live, known = described.live, described.media.get
+        for idx, score, content, collaborative, hybrid, sources in zip(
             ranking.media_idx.tolist(),
             np.round(ranking.score, 6).tolist(),
             np.round(ranking.content, 6).tolist(),
             np.round(ranking.collaborative, 6).tolist(),
             ranking.is_hybrid.tolist(),
-        )):
-            media = described.live(idx)
+            explained,
+        ):
+            media = live(idx)
             if media is None:
                 continue
-            sources = tuple(m for m in (described.media.get(j) for j in explained[i]) if m is not None)
+            because = tuple(m for m in map(known, sources) if m is not None) if hybrid and sources else ()
             items.append((idx, Recommendation(
-                media, score, content, collaborative, "hybrid" if hybrid else "popular", sources if hybrid else ()
+                media, score, content, collaborative, "hybrid" if hybrid else "popular", because
             )))
         return items
 
@@ -488,8 +499,7 @@ class RecommendationService:
                 u
                 for u in pending
                 if len(rankings[u].media_idx) == counts[u]  # the model has more to offer
-                and sum(described[id(asks[u].model)].live(i) is not None for i in rankings[u].media_idx.tolist())
-                < asks[u].count
+                and described[id(asks[u].model)].live_count(rankings[u].media_idx.tolist()) < asks[u].count
             ]
             for user_id in pending:
                 counts[user_id] *= 2

@@ -13,6 +13,7 @@ import numpy as np
 
 from database.records import History, Media, ModelData
 
+_NONE = np.zeros(0, dtype=np.int64)
 # Hybrid scores below this count as zero: such an item is popular-filled, not hybrid-ranked.
 MIN_HYBRID_SCORE = 1e-6
 # Popularity breaks ties between equal hybrid scores without ever outweighing a real
@@ -191,6 +192,7 @@ class _Entries:
     targets: np.ndarray
     seed: np.ndarray
     contribution: np.ndarray
+    nonpositive: bool  # some contribution is 0 or below (a negative or zero similarity, a dislike)
 
 
 def _co_interaction_sums(model: ModelData, signals: UserSignals, dislike: float = 0.0) -> tuple[np.ndarray, _Entries]:
@@ -201,9 +203,11 @@ def _co_interaction_sums(model: ModelData, signals: UserSignals, dislike: float 
         seeds = np.concatenate((seeds, signals.disliked_idx))
         weights = np.concatenate((weights, np.full(len(signals.disliked_idx), -dislike)))
     positions, seed = _neighbour_entries(model, seeds)
-    entries = _Entries(model.neighbour_idx[positions], seed, weights[seed] * model.neighbour_similarity[positions])
+    contribution = weights[seed] * model.neighbour_similarity[positions]
+    entries = _Entries(model.neighbour_idx[positions], seed, contribution, bool((contribution <= 0).any()))
+    # Summed in the entries' order, in doubles (bincount answers integers when there is no entry).
     sums = np.bincount(entries.targets, weights=entries.contribution, minlength=len(model.media_ids))
-    return sums.astype(np.float64), entries
+    return sums.astype(np.float64, copy=False), entries
 
 
 def rank_for_user(
@@ -227,8 +231,8 @@ def rank_for_user(
     matches = model.signature_genres[:, signals.genre_idx].sum(axis=1)  # per signature: user genres it has
     allowed = co_interaction != 0
     # Media pushed below 0 (negative neighbour weights, dislikes) may fall below the genre
-    # candidates: ask for as many more.
-    lowered = np.flatnonzero(co_interaction < 0)
+    # candidates: ask for as many more (none when every contribution is positive).
+    lowered = np.flatnonzero(co_interaction < 0) if entries.nonpositive else _NONE
     if pool.mask is not None:
         allowed &= pool.mask
         lowered = lowered[pool.mask[lowered]]
@@ -294,10 +298,12 @@ def _explain(model: ModelData, signals: UserSignals, entries: _Entries, media_id
     wanted = np.zeros(len(model.media_ids), dtype=bool)
     wanted[media_idx] = True
     # The few entries from a positive media (not a disliked one) that reach an item of the page
-    # and raise its score.
-    hit = np.flatnonzero(
-        wanted[entries.targets] & (entries.seed < len(signals.positive_idx)) & (entries.contribution > 0)
-    )
+    # and raise its score (every entry, when every contribution is positive and none is a disliked
+    # media's: those come last).
+    reaches = wanted[entries.targets]
+    if entries.nonpositive or (len(entries.seed) and entries.seed[-1] >= len(signals.positive_idx)):
+        reaches &= (entries.seed < len(signals.positive_idx)) & (entries.contribution > 0)
+    hit = np.flatnonzero(reaches)
     if not len(hit):
         return explained
     order = np.argsort(media_idx, kind="stable")

@@ -263,6 +263,17 @@ def test_a_dislike_weight_lowers_the_neighbours_of_disliked_media():
     assert lowered.score.tolist() == pytest.approx([0.4, 0.4, -0.2])  # below the popular fill
 
 
+def test_a_disliked_media_is_never_a_reason_even_where_it_raises_a_score():
+    # the user liked 0 and disliked 1, whose similarity to 2 is negative: the dislike raises 2
+    # (every contribution is positive)
+    model = make_model([[]] * 4, [0, 0, 0, 1], neighbours={0: [(2, 0.5)], 1: [(2, -0.5)]})
+    signals = user_signals(model, (), make_history({0: 1.0, 1: 0.0}), "raw")
+    ranking = rank_for_user(model, signals, Weights(0.4, 0.6, dislike=1.0), 2, explain=2)
+    assert ranking.media_idx.tolist() == [2, 3]
+    assert ranking.collaborative.tolist() == pytest.approx([1.0, 0.0])  # 0.5 + 0.5; 3 is popular
+    assert ranking.because == [[0], []]
+
+
 def test_because_names_the_users_media_that_add_most_to_each_score():
     model = make_model(
         [[]] * 6, [0] * 6,
