@@ -143,10 +143,10 @@ class _Described:
 
     def live_count(self, indices: list[int]) -> int:
         """How many of `indices` are live media passing the filters."""
-        media, matches = self.media, self._matches
-        if matches is None:
+        if self._matches is None:
+            media = self.media
             return sum(media[i] is not None for i in indices)
-        return sum(media[i] is not None and matches(media[i]) for i in indices)
+        return sum(self.live(i) is not None for i in indices)
 
 
 class RecommendationService:

@@ -13,7 +13,8 @@ import numpy as np
 
 from database.records import History, Media, ModelData
 
-_NONE = np.zeros(0, dtype=np.int64)
+_NONE = np.zeros(0, dtype=np.int64)  # "no media", shared: read-only
+_NONE.setflags(write=False)
 # Hybrid scores below this count as zero: such an item is popular-filled, not hybrid-ranked.
 MIN_HYBRID_SCORE = 1e-6
 # Popularity breaks ties between equal hybrid scores without ever outweighing a real
